@@ -1,0 +1,65 @@
+"""`swavbench history import DIR` and `swavbench history list`: the SQLite run history."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from swavbench.errors import EXIT_OK, EXIT_USAGE
+from swavbench.history import DEFAULT_DB, History, ImportSummary
+
+LIST_COLUMNS = ["started_utc", "case", "profile", "status", "ips", "loss", "max_mem", "commit", "run_id"]
+
+
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    """`--db URL`: shared by history and report."""
+    parser.add_argument(
+        "--db", default=DEFAULT_DB, metavar="URL",
+        help=f"history database: a path or sqlite:///path (default {DEFAULT_DB})",
+    )  # fmt: skip
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `history` with its `import` and `list` subcommands."""
+    parser = subparsers.add_parser("history", help="store run records in the SQLite history and list them")
+    sub = parser.add_subparsers(dest="history_command", metavar="ACTION")
+    sub.required = True
+    imp = sub.add_parser("import", help="import reports/runs/*/result.json (idempotent)")
+    imp.add_argument("runs_dir", metavar="DIR", help="folder holding <run-id>/result.json")
+    add_db_option(imp)
+    imp.set_defaults(func=run)
+    lst = sub.add_parser("list", help="list stored runs, oldest first")
+    lst.add_argument("--since", metavar="DATE", help="only runs started at or after DATE (UTC)")
+    lst.add_argument("--case", metavar="PATTERN", help="case glob (swav_*) or substring")
+    lst.add_argument("--limit", type=int, default=50, help="show the newest N runs (default 50; 0 = all)")
+    add_db_option(lst)
+    lst.set_defaults(func=run)
+
+
+def print_import_summary(summary: ImportSummary, db: str) -> None:
+    """The summary line on stdout; each skipped file and warning on stderr."""
+    for path, reason in summary.failed:
+        print(f"swavbench: skipped corrupt run record {path}: {reason}", file=sys.stderr)
+    for warning in summary.warnings:
+        print(f"swavbench: warning: {warning}", file=sys.stderr)
+    print(f"{summary.line()} into {db}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `history import` or `history list`; corrupt records make `import` exit 3 (after the rest)."""
+    with History(args.db) as history:
+        if args.history_command == "import":
+            summary = history.import_runs(args.runs_dir)
+            print_import_summary(summary, history.path)
+            return EXIT_USAGE if summary.failed else EXIT_OK
+        frame = history.runs(args.since, args.case)
+    if args.limit:
+        frame = frame.tail(args.limit)
+    if frame.empty:
+        print("no runs in history")
+        return EXIT_OK
+    with pd.option_context("display.width", 200, "display.max_columns", None, "display.max_rows", None):
+        print(frame[LIST_COLUMNS].to_string(index=False, na_rep="-"))
+    return EXIT_OK

@@ -1,0 +1,38 @@
+"""`swavbench report`: import new runs into the history, then write the one-file HTML report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from swavbench.commands.history import add_db_option, print_import_summary
+from swavbench.errors import EXIT_OK
+from swavbench.history import History
+from swavbench.report import build_report
+
+DEFAULT_OUT = "reports/index.html"
+DEFAULT_RUNS = "reports/runs"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `report`."""
+    parser = subparsers.add_parser("report", help="write the self-contained HTML report from the history")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"HTML file to write (default {DEFAULT_OUT})")
+    parser.add_argument("--since", metavar="DATE", help="only runs started at or after DATE (UTC)")
+    parser.add_argument("--case", metavar="PATTERN", help="case glob (swav_*) or substring")
+    parser.add_argument(
+        "--runs", default=DEFAULT_RUNS, metavar="DIR",
+        help=f"import new run records from DIR first when it exists (default {DEFAULT_RUNS}); '' to skip",
+    )  # fmt: skip
+    add_db_option(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Import, build, print the report's path. Corrupt records are reported and skipped, not fatal."""
+    with History(args.db) as history:
+        if args.runs and Path(args.runs).is_dir():
+            print_import_summary(history.import_runs(args.runs), history.path)
+        out = build_report(history, args.out, since=args.since, case_pattern=args.case)
+    print(out)
+    return EXIT_OK

@@ -1,0 +1,39 @@
+"""`swavbench train -c CONFIG [--profile cpu] [-o Section.key=value ...]`: one training worker.
+
+This is what `python -m paddle.distributed.launch --nproc_per_node N $(which swavbench) train -c ...` runs,
+as PASSL's `passl-train`. Paddle is imported only here, after the thread count is fixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="run one training worker (PASSL passl-train compatible)")
+    parser.add_argument("-c", "--config", required=True, help="PASSL YAML config (path or name in configs/)")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="Section.key=value",
+                        help="override a config value (repeatable), e.g. -o Global.epochs=1")
+    parser.add_argument("-p", "--profile", default=None,
+                        help="override set from configs/profiles (e.g. cpu), applied before -o")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from swavbench.config import load_config, resolve_config_path
+
+    config = load_config(args.config, args.override, args.profile)
+    threads = (config.get("Global") or {}).get("num_threads")
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # before paddle loads its OpenMP runtime
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    task = (config.get("Global") or {}).get("task_type", "ContrastiveLearning")
+    overrides = ([f"--profile {args.profile}"] if args.profile else []) + list(args.override)
+    if task == "ContrastiveLearning":
+        from swavbench.train.loop import train
+
+        return train(config, str(resolve_config_path(args.config)), overrides)
+    from swavbench.errors import ConfigError
+
+    raise ConfigError(f"Global.task_type={task}: only ContrastiveLearning (pre-training) is supported yet")

@@ -1,0 +1,329 @@
+"""PASSL-compatible configs: safe YAML load, `-o Section.key=value` overrides, profiles, validation.
+
+A config is plain data (nested dicts). `load_config` returns it validated against SCHEMA: an unknown key
+or a value of the wrong type is a `ConfigError` naming the dotted key and the file, e.g.
+`configs/x.yaml: Model.epsilonn: unknown key (did you mean Model.epsilon?)`.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import yaml
+
+from swavbench.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+PROFILE_DIR = CONFIG_DIR / "profiles"
+
+# ---------------------------------------------------------------------------------------------------------
+# Schema. A leaf is a type spec: a type, a tuple of types, `list_of(type)`, or ANY. `None` in a tuple
+# means the key may be null. Sections are dicts. Keys are PASSL's (hence `nmb_crops`, `nmb_prototypes`).
+# ---------------------------------------------------------------------------------------------------------
+ANY = object()
+NUM = (int, float)
+OPT_STR = (str, type(None))
+
+
+class list_of:  # noqa: N801 - reads as a type spec
+    def __init__(self, item: Any, nullable: bool = False) -> None:
+        self.item, self.nullable = item, nullable
+
+    def __repr__(self) -> str:
+        return f"list of {_type_name(self.item)}"
+
+
+LR_SCHEDULER = {
+    "name": str,  # TimmCosine (per-iteration cosine with linear warm-up) | MultiStepDecay | Cosine
+    "learning_rate": NUM,
+    "eta_min": NUM,
+    "warmup_epoch": NUM,
+    "warmup_start_lr": NUM,
+    "warmup_prefix": bool,
+    "last_epoch": int,
+    "milestones": list_of(int),
+    "gamma": NUM,
+}
+
+DATASET = {
+    "name": str,  # MultiCropDataset | ImageFolder
+    "root": str,
+    "size_crops": list_of(int),
+    "num_crops": list_of(int),
+    "min_scale_crops": list_of(NUM),
+    "max_scale_crops": list_of(NUM),
+    "crop_ratio": list_of(NUM),  # RandomResizedCrop aspect-ratio range (3/4, 4/3)
+    "flip_prob": NUM,
+    "color_jitter": list_of(NUM),  # brightness, contrast, saturation, hue
+    "color_jitter_prob": NUM,
+    "grayscale_prob": NUM,
+    "blur_prob": NUM,
+    "blur_sigma": list_of(NUM),
+    "mean": list_of(NUM),
+    "std": list_of(NUM),
+    "transform": ANY,  # PASSL's transform list (linear probe / fine-tune)
+    "samples_tag": OPT_STR,  # PASSL: semi_1 / semi_10
+    "txt_file_name": OPT_STR,  # subset file (SimCLR format), relative to root or absolute
+    "class_num": int,
+}
+
+LOADER_SECTION = {
+    "dataset": DATASET,
+    "sampler": {"name": str, "batch_size": int, "drop_last": bool, "shuffle": bool},
+    "loader": {"num_workers": int, "use_shared_memory": bool},
+}
+
+SCHEMA: dict = {
+    "Global": {
+        "task_type": str,  # ContrastiveLearning (pre-train) | Classification (linear probe / fine-tune)
+        "train_loop": str,
+        "validate_loop": OPT_STR,
+        "checkpoint": OPT_STR,  # resume from this checkpoint prefix
+        "pretrained_model": OPT_STR,  # load weights from this prefix (PASSL convention: no extension)
+        "finetune": bool,
+        "output_dir": str,
+        "device": str,  # gpu | cpu
+        "save_interval": int,
+        "max_num_latest_checkpoint": int,
+        "eval_during_train": bool,
+        "eval_interval": int,
+        "eval_unit": str,
+        "accum_steps": int,
+        "epochs": int,
+        "print_batch_step": int,
+        "use_visualdl": bool,
+        "seed": int,
+        "max_train_step": (int, type(None)),  # stop (exit 0) once this many global steps ran
+        "num_threads": (int, type(None)),  # CPU intra-op threads; default OMP_NUM_THREADS or 1
+        "deterministic": bool,  # GPU: FLAGS_cudnn_deterministic
+        "flags": ANY,  # extra paddle FLAGS_* to set
+    },
+    "FP16": {
+        "level": str,  # O0 | O1 | O2
+        "GradScaler": {
+            "init_loss_scaling": NUM,
+            "incr_every_n_steps": int,
+            "decr_every_n_nan_or_inf": int,
+            "incr_ratio": NUM,
+            "decr_ratio": NUM,
+        },
+    },
+    "DistributedStrategy": {"data_parallel": bool, "sync_batchnorm": bool},
+    "Model": {
+        "name": str,
+        "apex": bool,
+        "queue_length": int,
+        "epoch_queue_starts": int,
+        "crops_for_assign": list_of(int),
+        "nmb_crops": list_of(int),
+        "epsilon": NUM,
+        "sinkhorn_iterations": int,
+        "temperature": NUM,
+        "freeze_prototypes_niters": int,
+        "backbone": {
+            "type": str,  # resnet50 | resnet18 | resnet_tiny (see swavbench.train.model.BACKBONES)
+            "normalize": bool,
+            "hidden_mlp": int,
+            "output_dim": int,
+            "nmb_prototypes": int,
+            "eval_mode": bool,
+            "zero_init_residual": bool,
+        },
+        "num_classes": int,
+        "output_dim": int,
+    },
+    "Loss": ANY,
+    "Metric": ANY,
+    "Export": ANY,
+    "Optimizer": {
+        "name": str,  # MomentumLARC | Momentum
+        "momentum": NUM,
+        "weight_decay": NUM,
+        "trust_coefficient": NUM,
+        "clip": bool,
+        "eps": NUM,
+        "tensor_fusion": bool,
+        "decay_unit": str,  # step | epoch
+        "lr_decay_unit": str,
+        "LRScheduler": LR_SCHEDULER,
+        "lr": LR_SCHEDULER,  # PASSL's other spelling of LRScheduler
+        "custom_cfg": ANY,  # per-parameter-group settings, e.g. the fine-tune head's lr
+        "param_groups": ANY,
+    },
+    "DataLoader": {"Train": LOADER_SECTION, "Eval": LOADER_SECTION},
+}
+
+
+def _type_name(spec: Any) -> str:
+    if spec is ANY:
+        return "anything"
+    if isinstance(spec, list_of):
+        return repr(spec)
+    if isinstance(spec, tuple):
+        names = ["null" if t is type(None) else t.__name__ for t in spec]
+        return " or ".join(dict.fromkeys(names))
+    if isinstance(spec, dict):
+        return "a section (mapping)"
+    return spec.__name__
+
+
+def _matches(value: Any, spec: Any) -> bool:
+    if spec is ANY:
+        return True
+    if isinstance(spec, list_of):
+        if value is None:
+            return spec.nullable
+        return isinstance(value, list) and all(_matches(v, spec.item) for v in value)
+    types = spec if isinstance(spec, tuple) else (spec,)
+    if isinstance(value, bool) and bool not in types:
+        return False  # True is an int in Python; not in a config
+    return isinstance(value, types)
+
+
+def validate(config: Mapping, schema: Mapping = SCHEMA, source: str = "config", prefix: str = "") -> None:
+    """Raise ConfigError naming the dotted key of the first unknown key or wrongly typed value."""
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'top level'}: expected a mapping of keys")
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if key not in schema:
+            close = difflib.get_close_matches(str(key), [str(k) for k in schema], n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (known: {', '.join(schema)})"
+            raise ConfigError(f"{source}: {dotted}: unknown key{hint}")
+        spec = schema[key]
+        if isinstance(spec, dict):
+            if value is None:
+                continue
+            validate(value, spec, source, dotted + ".")
+        elif not _matches(value, spec):
+            raise ConfigError(
+                f"{source}: {dotted}: expected {_type_name(spec)}, got {type(value).__name__} {value!r}"
+            )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Overrides: PASSL's `-o A.B.C=value`, value parsed as a Python literal (paths stay strings).
+# ---------------------------------------------------------------------------------------------------------
+def parse_value(text: str) -> Any:
+    """`0` -> 0, `1e-6` -> 1e-06, `[2, 6]` -> [2, 6], `None`/`null` -> None, `./data` -> './data'."""
+    lowered = text.strip().lower()
+    if lowered in ("null", "none", "~"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`Global.epochs=3` -> (['Global', 'epochs'], 3)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+        raise ConfigError(f"-o {item!r}: expected Section.key=value, e.g. -o Global.epochs=1")
+    return key.strip().split("."), parse_value(value)
+
+
+def apply_overrides(config: dict, overrides: Iterable[str | tuple[list[str], Any]]) -> dict:
+    """Return a copy of `config` with each override set (missing sections are created, as in PASSL)."""
+    result = copy.deepcopy(config)
+    for item in overrides:
+        keys, value = parse_override(item) if isinstance(item, str) else item
+        node = result
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[keys[-1]] = value
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Profiles: an override set (configs/profiles/<name>.yaml) any config can take. Sections: `all` applies
+# to every config; `ContrastiveLearning` / `Classification` apply by Global.task_type.
+# ---------------------------------------------------------------------------------------------------------
+def profile_overrides(profile: str, task_type: str) -> list[tuple[list[str], Any]]:
+    """The (keys, value) overrides of a profile given by name (`cpu`) or path, for this task type."""
+    path = Path(profile) if profile.endswith((".yaml", ".yml")) else PROFILE_DIR / f"{profile}.yaml"
+    data = _read_yaml(path)
+    if not isinstance(data, dict) or not set(data) <= {"all", "ContrastiveLearning", "Classification"}:
+        raise ConfigError(f"{path}: a profile has sections all / ContrastiveLearning / Classification")
+    items = list((data.get("all") or {}).items()) + list((data.get(task_type) or {}).items())
+    return [(str(key).split("."), value) for key, value in items]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-6` as a float (YAML 1.1 wants `1.0e-6`; PASSL configs write `1e-6`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file (configs live in {CONFIG_DIR})")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            loader = _Loader(handle)  # a SafeLoader: no arbitrary objects
+            try:
+                return loader.get_single_data()
+            finally:
+                loader.dispose()
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A path as given, or a PASSL config name looked up in configs/ (`swav_resnet50_224_pt_..._fp16o1`)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    for candidate in (CONFIG_DIR / name_or_path, CONFIG_DIR / f"{name_or_path}.yaml"):
+        if candidate.is_file():
+            return candidate
+    return path
+
+
+def load_config(
+    path: str | Path, overrides: Sequence[str] = (), profile: Optional[str] = None
+) -> dict:
+    """Load a PASSL YAML config safely, apply the profile then `-o` overrides, validate, return it."""
+    path = resolve_config_path(str(path))
+    config = _read_yaml(path)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (Global, Model, ...)")
+    validate(config, source=str(path))
+    if profile:
+        task_type = (config.get("Global") or {}).get("task_type", "ContrastiveLearning")
+        config = apply_overrides(config, profile_overrides(profile, task_type))
+        validate(config, source=f"{path} + profile {profile}")
+    if overrides:
+        config = apply_overrides(config, overrides)
+        validate(config, source=f"{path} -o")
+    optimizer = config.get("Optimizer") or {}
+    if "lr" in optimizer and "LRScheduler" in optimizer:
+        raise ConfigError(f"{path}: Optimizer has both lr and LRScheduler; keep one")
+    return config
+
+
+def get(config: Mapping, dotted: str, default: Any = None) -> Any:
+    """`get(cfg, "Model.backbone.type", "resnet50")`: a nested value, or `default` when absent/null."""
+    node: Any = config
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or node.get(key) is None:
+            return default
+        node = node[key]
+    return node

@@ -1,0 +1,432 @@
+"""SQLite history of run records (`reports/runs/<run-id>/result.json`), queried as pandas DataFrames.
+
+One row per run in `runs` (keyed by run_id; re-importing the same record is a no-op, a changed record
+replaces the old one), plus `checks`, `ranks` and `steps`. Each run is written in one transaction, so a
+crash mid-write leaves earlier history intact. The database is a plain path or an SQLAlchemy-style URL
+(`sqlite:///relative.sqlite`, `sqlite:////abs/path.sqlite`); only sqlite is supported for now.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import pandas as pd
+
+from swavbench.errors import EXIT_USAGE, SwavbenchError
+
+SCHEMA_VERSION = 1  # of the database; bump with a migration in _migrate
+RECORD_SCHEMA_VERSION = 1  # newest result.json schema this module knows
+DEFAULT_DB = "reports/history.sqlite"
+STATUSES = ("pass", "regression", "failed", "no_baseline")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, case_id TEXT NOT NULL, config TEXT, profile TEXT, device_profile TEXT,
+  started_utc TEXT, finished_utc TEXT, duration_s REAL, commit_sha TEXT, paddle_version TEXT,
+  status TEXT NOT NULL, exit_code INTEGER, message TEXT, advice TEXT,
+  marker TEXT, loss TEXT, loss_value REAL, ips REAL, max_mem TEXT, max_mem_value REAL,
+  baseline_loss TEXT, baseline_loss_value REAL, baseline_ips REAL, baseline_max_mem TEXT,
+  baseline_max_mem_value REAL, ips_tol_pct REAL, baseline_run_id TEXT, baseline_path TEXT,
+  device TEXT, world_size INTEGER, nnodes INTEGER, precision_requested TEXT, precision_effective TEXT,
+  precision_note TEXT, failure_kind TEXT, failure_rank INTEGER, failure_message TEXT,
+  record_schema_version INTEGER, source TEXT, digest TEXT NOT NULL, imported_utc TEXT NOT NULL,
+  record_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_case ON runs (case_id, profile, started_utc);
+CREATE TABLE IF NOT EXISTS checks (
+  run_id TEXT NOT NULL, idx INTEGER NOT NULL, metric TEXT, baseline TEXT, measured TEXT, diff TEXT,
+  tolerance TEXT, verdict TEXT, PRIMARY KEY (run_id, idx)
+);
+CREATE TABLE IF NOT EXISTS ranks (
+  run_id TEXT NOT NULL, rank INTEGER NOT NULL, exit_code INTEGER, last_step INTEGER,
+  reached_marker INTEGER, ips REAL, log_tail TEXT, PRIMARY KEY (run_id, rank)
+);
+CREATE TABLE IF NOT EXISTS steps (
+  run_id TEXT NOT NULL, rank INTEGER NOT NULL, step INTEGER, epoch INTEGER, iter INTEGER,
+  loss REAL, lr REAL, batch_cost REAL, reader_cost REAL
+);
+CREATE INDEX IF NOT EXISTS steps_by_run ON steps (run_id, rank, step);
+"""
+
+_RUN_COLUMNS = """run_id, case_id AS "case", config, profile, device_profile, started_utc, finished_utc,
+  duration_s, commit_sha AS "commit", paddle_version, status, exit_code, message, advice, marker, loss,
+  loss_value, ips, max_mem, max_mem_value, baseline_loss, baseline_loss_value, baseline_ips,
+  baseline_max_mem, baseline_max_mem_value, ips_tol_pct, baseline_run_id, baseline_path, device,
+  world_size, nnodes, precision_requested, precision_effective, precision_note, failure_kind,
+  failure_rank, failure_message, record_schema_version, source"""
+
+
+class RecordError(SwavbenchError):
+    """A result.json that cannot be stored (not JSON, not an object, a required field missing)."""
+
+    exit_code = EXIT_USAGE
+
+
+@dataclass
+class ImportSummary:
+    """What `import_runs` did: run_ids written or left unchanged, files skipped with the reason."""
+
+    imported: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    warnings: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """One line for people: counts of imported / unchanged / skipped records."""
+        return (
+            f"imported {len(self.imported)} run(s), {len(self.unchanged)} unchanged, "
+            f"{len(self.failed)} skipped (corrupt)"
+        )
+
+
+def resolve_db(db: Union[str, Path]) -> str:
+    """A filesystem path (or ':memory:') from a plain path or an SQLAlchemy-style `sqlite://` URL."""
+    text = str(db)
+    if "://" not in text:
+        return text
+    scheme, _, rest = text.partition("://")
+    if scheme.split("+")[0].lower() != "sqlite":
+        raise SwavbenchError(
+            f"history database {text!r}: only sqlite is supported now (use a path or sqlite:///path)"
+        )
+    if rest in ("", "/", "/:memory:"):
+        return ":memory:"
+    if not rest.startswith("/"):
+        raise SwavbenchError(f"history database {text!r}: expected sqlite:///relative or sqlite:////absolute")
+    return rest[1:].split("?")[0]
+
+
+def utc_text(value: Any) -> Optional[str]:
+    """An ISO timestamp or date as 'YYYY-MM-DDTHH:MM:SSZ' in UTC; unparseable text is returned as is."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return text
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    return stamp.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_since(since: str) -> str:
+    """`--since` (a date or ISO time; UTC unless it says otherwise) as a UTC timestamp text."""
+    try:
+        datetime.fromisoformat(str(since).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise SwavbenchError(
+            f"--since {since!r}: expected a date like 2026-11-28 or 2026-11-28T20:00:00Z"
+        ) from None
+    return str(utc_text(since))
+
+
+def _num(value: Any) -> Optional[float]:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if out == out and out not in (float("inf"), float("-inf")) else None
+
+
+def _int(value: Any) -> Optional[int]:
+    number = _num(value)
+    return int(number) if number is not None else None
+
+
+def _text(value: Any) -> Optional[str]:
+    return None if value is None else str(value)
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _run_row(rec: dict, source: str, digest: str) -> dict:
+    """The `runs` row of a validated record (pure)."""
+    metrics, env, failure = (
+        _dict(rec.get("metrics")),
+        _dict(rec.get("environment")),
+        _dict(rec.get("failure")),
+    )
+    base = _dict(rec.get("baseline"))
+    bmetrics, btol, bprov = (
+        _dict(base.get("metrics")),
+        _dict(base.get("tolerances")),
+        _dict(base.get("provenance")),
+    )
+    light = {k: v for k, v in rec.items() if k not in ("steps", "log_lines")}
+    return {
+        "run_id": rec["run_id"],
+        "case_id": str(rec["case"]),
+        "config": _text(rec.get("config")),
+        "profile": _text(rec.get("profile")),
+        "device_profile": _text(rec.get("device_profile")),
+        "started_utc": utc_text(rec.get("started_utc")),
+        "finished_utc": utc_text(rec.get("finished_utc")),
+        "duration_s": _num(rec.get("duration_s")),
+        "commit_sha": _text(rec.get("commit")),
+        "paddle_version": _text(rec.get("paddle_version") or env.get("paddle_version")),
+        "status": str(rec["status"]),
+        "exit_code": _int(rec.get("exit_code")),
+        "message": _text(rec.get("message")),
+        "advice": _text(rec.get("advice")),
+        "marker": _text(metrics.get("marker")),
+        "loss": _text(metrics.get("loss")),
+        "loss_value": _num(metrics.get("loss")),
+        "ips": _num(metrics.get("ips")),
+        "max_mem": _text(metrics.get("max_mem")),
+        "max_mem_value": _num(metrics.get("max_mem")),
+        "baseline_loss": _text(bmetrics.get("loss")),
+        "baseline_loss_value": _num(bmetrics.get("loss")),
+        "baseline_ips": _num(bmetrics.get("ips")),
+        "baseline_max_mem": _text(bmetrics.get("max_mem")),
+        "baseline_max_mem_value": _num(bmetrics.get("max_mem")),
+        "ips_tol_pct": _num(btol.get("ips_pct")),
+        "baseline_run_id": _text(bprov.get("run_id") or base.get("run_id")),
+        "baseline_path": _text(base.get("path")),
+        "device": _text(env.get("device")),
+        "world_size": _int(env.get("world_size")),
+        "nnodes": _int(env.get("nnodes")),
+        "precision_requested": _text(env.get("precision_requested")),
+        "precision_effective": _text(env.get("precision_effective")),
+        "precision_note": _text(env.get("precision_note")),
+        "failure_kind": _text(failure.get("kind")),
+        "failure_rank": _int(failure.get("rank")),
+        "failure_message": _text(failure.get("message")),
+        "record_schema_version": _int(rec.get("schema_version")),
+        "source": source,
+        "digest": digest,
+        "imported_utc": utc_text(datetime.now(timezone.utc).isoformat()),
+        "record_json": json.dumps(light, sort_keys=True, default=str),
+    }
+
+
+def validate_record(rec: Any, fallback_run_id: Optional[str] = None) -> dict:
+    """The record with run_id filled in; RecordError when it cannot be stored."""
+    if not isinstance(rec, dict):
+        raise RecordError(f"top level is {type(rec).__name__}, expected a JSON object")
+    rec = dict(rec)
+    rec["run_id"] = str(rec.get("run_id") or fallback_run_id or "")
+    for key in ("run_id", "case", "status"):
+        if not rec.get(key):
+            raise RecordError(f"missing field {key!r}")
+    for key in ("steps", "ranks", "checks"):
+        if rec.get(key) is not None and not isinstance(rec[key], list):
+            raise RecordError(f"field {key!r} is {type(rec[key]).__name__}, expected a list")
+    return rec
+
+
+class History:
+    """An open history database; use as a context manager or call close()."""
+
+    def __init__(self, db: Union[str, Path] = DEFAULT_DB) -> None:
+        self.path = resolve_db(db)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as err:
+            raise SwavbenchError(f"history database {self.path}: {err}") from err
+        self._migrate()
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def schema_version(self) -> int:
+        """The database schema version stored in `meta`."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return int(row[0])
+
+    def _migrate(self) -> None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise SwavbenchError(
+                f"history database {self.path} has schema {row[0]}, newer than this swavbench "
+                f"({SCHEMA_VERSION}); upgrade swavbench"
+            )
+
+    # -- writing ---------------------------------------------------------------------------------
+    def add_record(self, record: Any, source: str = "", fallback_run_id: Optional[str] = None) -> str:
+        """Store one run record in one transaction; returns 'imported' or 'unchanged'."""
+        rec = validate_record(record, fallback_run_id)
+        digest = hashlib.sha256(json.dumps(rec, sort_keys=True, default=str).encode()).hexdigest()
+        old = self.conn.execute("SELECT digest FROM runs WHERE run_id=?", (rec["run_id"],)).fetchone()
+        if old and old[0] == digest:
+            return "unchanged"
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("runs", "checks", "ranks", "steps"):
+                self.conn.execute(f"DELETE FROM {table} WHERE run_id=?", (rec["run_id"],))
+            row = _run_row(rec, source, digest)
+            names = ", ".join(row)
+            self.conn.execute(
+                f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
+            _insert_children(self.conn, rec)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        return "imported"
+
+    def import_file(self, path: Union[str, Path], summary: ImportSummary) -> None:
+        """Import one result.json into `summary`; a corrupt file is recorded there, not raised."""
+        path = Path(path)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(record, dict) and (_int(record.get("schema_version")) or 1) > RECORD_SCHEMA_VERSION:
+                summary.warnings.append(
+                    f"{path}: schema_version {record['schema_version']} is newer; "
+                    "imported the fields this version knows"
+                )
+            outcome = self.add_record(record, source=str(path), fallback_run_id=path.parent.name)
+        except (OSError, UnicodeDecodeError, ValueError, RecordError) as err:
+            summary.failed.append((str(path), str(err).splitlines()[0] if str(err) else type(err).__name__))
+            return
+        run_id = str(record.get("run_id") or path.parent.name)
+        (summary.imported if outcome == "imported" else summary.unchanged).append(run_id)
+
+    def import_runs(self, runs_dir: Union[str, Path]) -> ImportSummary:
+        """Import every `<runs_dir>/*/result.json` (sorted); see ImportSummary."""
+        summary = ImportSummary()
+        root = Path(runs_dir)
+        if not root.is_dir():
+            raise SwavbenchError(f"runs folder {root} does not exist")
+        for path in sorted(root.glob("*/result.json")):
+            self.import_file(path, summary)
+        return summary
+
+    # -- reading ---------------------------------------------------------------------------------
+    def _frame(self, sql: str, params: tuple = ()) -> pd.DataFrame:
+        return pd.read_sql_query(sql, self.conn, params=params)
+
+    def runs(self, since: Optional[str] = None, case_pattern: Optional[str] = None) -> pd.DataFrame:
+        """All runs (oldest first), optionally from `since` (date/ISO time, UTC) and matching a case glob."""
+        frame = self._frame(f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started_utc, run_id")
+        if since:
+            frame = frame[frame["started_utc"].fillna("") >= parse_since(since)]
+        if case_pattern:
+            frame = frame[frame["case"].map(lambda case: case_matches(case, case_pattern))]
+        return frame.reset_index(drop=True)
+
+    def latest(self, since: Optional[str] = None, case_pattern: Optional[str] = None) -> pd.DataFrame:
+        """The newest run per (case, profile), sorted by case and profile."""
+        frame = self.runs(since, case_pattern)
+        frame = frame.assign(profile=frame["profile"].fillna(""))
+        newest = frame.groupby(["case", "profile"], sort=True).tail(1)
+        return newest.sort_values(["case", "profile"]).reset_index(drop=True)
+
+    def trend(self, case: str, profile: Optional[str] = None, since: Optional[str] = None) -> pd.DataFrame:
+        """One case's runs over time (one profile if given): ips, loss, memory and their baselines."""
+        frame = self.runs(since)
+        frame = frame[frame["case"] == case]
+        if profile is not None:
+            frame = frame[frame["profile"].fillna("") == profile]
+        return frame.reset_index(drop=True)
+
+    def steps(self, run_id: str, rank: Optional[int] = 0) -> pd.DataFrame:
+        """Per-step records of a run (one rank, or all with rank=None), by step."""
+        if rank is None:
+            return self._frame("SELECT * FROM steps WHERE run_id=? ORDER BY rank, step", (run_id,))
+        return self._frame("SELECT * FROM steps WHERE run_id=? AND rank=? ORDER BY step", (run_id, rank))
+
+    def checks(self, run_id: str) -> pd.DataFrame:
+        """The verdict's checks of a run, in record order."""
+        return self._frame("SELECT * FROM checks WHERE run_id=? ORDER BY idx", (run_id,))
+
+    def ranks(self, run_id: str) -> pd.DataFrame:
+        """Per-rank outcome of a run; `log_tail` decoded to a list of lines."""
+        frame = self._frame("SELECT * FROM ranks WHERE run_id=? ORDER BY rank", (run_id,))
+        frame["log_tail"] = frame["log_tail"].map(lambda text: json.loads(text) if text else [])
+        return frame
+
+    def record(self, run_id: str) -> Optional[dict]:
+        """The stored record of a run (everything but steps/log_lines, unknown fields included)."""
+        row = self.conn.execute("SELECT record_json FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+
+def _insert_children(conn: sqlite3.Connection, rec: dict) -> None:
+    """checks, ranks and steps rows of one record (inside the caller's transaction)."""
+    rid = rec["run_id"]
+    checks = [c for c in rec.get("checks") or [] if isinstance(c, dict)]
+    conn.executemany(
+        "INSERT INTO checks VALUES (?,?,?,?,?,?,?,?)",
+        [
+            (
+                rid,
+                i,
+                *(
+                    _text(c.get(k))
+                    for k in ("metric", "baseline", "measured", "diff", "tolerance", "verdict")
+                ),
+            )
+            for i, c in enumerate(checks)
+        ],
+    )
+    ranks = {}
+    for r in rec.get("ranks") or []:
+        if isinstance(r, dict) and _int(r.get("rank")) is not None:
+            tail = r.get("log_tail") if isinstance(r.get("log_tail"), list) else []
+            ranks[_int(r["rank"])] = (
+                rid,
+                _int(r["rank"]),
+                _int(r.get("exit_code")),
+                _int(r.get("last_step")),
+                _int(r.get("reached_marker")),
+                _num(r.get("ips")),
+                json.dumps([str(line) for line in tail]),
+            )
+    conn.executemany("INSERT INTO ranks VALUES (?,?,?,?,?,?,?)", list(ranks.values()))
+    _insert_steps(conn, rid, rec.get("steps") or [])
+
+
+def _insert_steps(conn: sqlite3.Connection, run_id: str, steps: list) -> None:
+    rows = [
+        (
+            run_id,
+            _int(s.get("rank")) or 0,
+            _int(s.get("step")),
+            _int(s.get("epoch")),
+            _int(s.get("iter")),
+            _num(s.get("loss")),
+            _num(s.get("lr")),
+            _num(s.get("batch_cost")),
+            _num(s.get("reader_cost")),
+        )
+        for s in steps
+        if isinstance(s, dict)
+    ]
+    conn.executemany("INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?)", rows)
+
+
+def case_matches(case: str, pattern: str) -> bool:
+    """Glob match (`swav_*`); a pattern without wildcards matches as a substring."""
+    if any(ch in pattern for ch in "*?["):
+        return fnmatch.fnmatchcase(case, pattern)
+    return pattern in case
+
+
+def import_runs(runs_dir: Union[str, Path], db: Union[str, Path] = DEFAULT_DB) -> ImportSummary:
+    """Import `<runs_dir>/*/result.json` into the history database `db`."""
+    with History(db) as history:
+        return history.import_runs(runs_dir)

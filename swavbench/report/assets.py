@@ -1,0 +1,61 @@
+"""The report's inline stylesheet and its one tiny script (no external fonts, files or CDNs)."""
+
+CSS = """
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
+ color:#1d2329;background:#f4f6f8}
+header{background:#1d2b3a;color:#fff;padding:18px 28px 14px}
+header h1{margin:0 0 4px;font-size:22px;font-weight:600}
+header p{margin:0;color:#c8d3de;font-size:13px}
+nav{margin-top:10px;font-size:13px}
+nav a{color:#9fd0ff;margin-right:14px;text-decoration:none}
+main{max-width:1400px;margin:0 auto;padding:18px 28px 40px}
+h2{font-size:18px;margin:26px 0 10px;padding-bottom:4px;border-bottom:2px solid #d5dde5}
+h3{font-size:14px;margin:14px 0 6px;color:#3a4652}
+section.card{background:#fff;border:1px solid #dde3e9;border-radius:6px;padding:4px 18px 14px;margin:18px 0}
+table{border-collapse:collapse;font-size:13px;background:#fff}
+th,td{border:1px solid #dde3e9;padding:5px 9px;text-align:left;vertical-align:top}
+th{background:#eef2f6;font-weight:600}
+td.nowrap{white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.metric .b,td.metric .d{display:block;color:#67737f;font-size:12px}
+td.metric.fail{background:#fff1ec}td.metric.fail .d{color:#c62828;font-weight:600}
+.badge{display:inline-block;min-width:82px;text-align:center;padding:1px 8px;border-radius:10px;color:#fff;
+ font-size:12px;font-weight:600;white-space:nowrap}
+.pass{background:#2e7d32}.regression{background:#d84315}.failed{background:#b71c1c}.no_baseline{background:#757575}
+.badge.unknown{background:#455a64}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(400px,1fr));gap:10px 18px}
+.charts.steps{grid-template-columns:repeat(auto-fill,minmax(540px,1fr))}
+figure{margin:0}figcaption{font-weight:600;font-size:13px;margin:6px 0 2px;color:#3a4652}
+svg.chart{max-width:100%;height:auto;font-size:11px;display:block}
+svg.chart text{fill:#404b55}svg.chart text.val{font-weight:600}
+svg.chart circle.pt{stroke:#fff;stroke-width:1.5}svg.chart a:hover circle.pt{stroke:#000}
+details.run{border:1px solid #dde3e9;border-radius:5px;margin:6px 0;background:#fbfcfd}
+details.run>summary{cursor:pointer;padding:6px 10px;font-size:13px;list-style-position:inside}
+details.run>summary code{color:#55616d}
+details.run[open]>summary{border-bottom:1px solid #dde3e9;background:#f0f4f8}
+.run-body{padding:6px 14px 12px}
+.row{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
+.msg{margin:6px 0}.advice{color:#55616d}
+.failure{border-left:4px solid #b71c1c;background:#fff5f5;padding:6px 12px;margin:8px 0}
+pre{background:#1e2327;color:#e8e8e8;padding:8px 10px;border-radius:4px;overflow-x:auto;font-size:12px;
+ max-height:360px;margin:6px 0}
+code{font-size:12px}
+.muted{color:#67737f}
+"""
+
+# Opens the <details> of a run when a link (chart point, table) points at it, and records how many charts
+# were laid out (data-charts / data-charts-drawn on <body>) so a headless browser can check rendering.
+JS = """
+(function(){
+function open(id){var el=id&&document.getElementById(id);if(!el)return;
+ for(var p=el;p;p=p.parentElement){if(p.tagName==='DETAILS')p.open=true;}}
+document.addEventListener('click',function(e){var a=e.target.closest&&e.target.closest('a');
+ var h=a&&a.getAttribute('href');if(h&&h.charAt(0)==='#')open(decodeURIComponent(h.slice(1)));});
+window.addEventListener('hashchange',function(){open(decodeURIComponent(location.hash.slice(1)));});
+document.addEventListener('DOMContentLoaded',function(){open(decodeURIComponent(location.hash.slice(1)));
+ var c=document.querySelectorAll('svg.chart'),n=0;for(var i=0;i<c.length;i++){var r=c[i].getBoundingClientRect();
+ if(r.width>0&&r.height>0)n++;}
+ document.body.setAttribute('data-charts',String(c.length));document.body.setAttribute('data-charts-drawn',String(n));});
+})();
+"""

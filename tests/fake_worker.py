@@ -1,0 +1,142 @@
+"""A stand-in for `swavbench train` under paddle.distributed.launch: fast, no paddle import, scriptable faults.
+
+Called as `python tests/fake_worker.py train -c CONFIG [--profile P] [-o K=V ...]`. It reads the launch env
+(PADDLE_GLOBAL_RANK, PADDLE_GLOBAL_SIZE, PADDLE_NNODES, PADDLE_LOG_DIR), prints PASSL-format lines on rank 0,
+writes `steps.<rank>.jsonl` and (rank 0) `run_header.json`, and exits 0 at Global.max_train_step.
+The loss is a pure function of the learning rate and the step, so reruns are identical.
+
+Faults (env): FAKE_CRASH_RANK/FAKE_CRASH_STEP/FAKE_CRASH_MODE=raise|kill, FAKE_HANG_RANK/FAKE_HANG_STEP/
+FAKE_HANG_MODE=sleep|sigstop, FAKE_NAN_STEP, FAKE_NO_MARKER=1, FAKE_SLOW=<factor>, FAKE_STEP_S=<sleep>,
+FAKE_STARTUP_S=<sleep>, FAKE_SYNC_DIR=<dir> (ranks wait for each other every step, as a collective does),
+FAKE_STRAY=1 (rank 0 starts a sleeping grandchild in its own session), FAKE_MEM=<GB text> or "none",
+FAKE_IPS_SCALE=<factor>.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from swavbench.cases import count_images  # noqa: E402
+from swavbench.config import get, load_config  # noqa: E402
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def parse_argv(argv: list[str]) -> tuple[str, str | None, list[str]]:
+    if argv and argv[0] == "train":
+        argv = argv[1:]
+    config, profile, overrides = "", None, []
+    it = iter(argv)
+    for arg in it:
+        if arg == "-c":
+            config = next(it)
+        elif arg == "--profile":
+            profile = next(it)
+        elif arg == "-o":
+            overrides.append(next(it))
+    return config, profile, overrides
+
+
+def barrier(sync_dir: Path, rank: int, world: int, step: int, timeout: float = 60.0) -> None:
+    """Wait until every rank announced `step` (a file per rank), like an all-reduce waits for peers."""
+    mine = sync_dir / f"r{rank}"
+    tmp = sync_dir / f".r{rank}.tmp"
+    tmp.write_text(str(step))
+    os.replace(tmp, mine)
+    deadline = time.time() + timeout
+    while True:
+        done = 0
+        for r in range(world):
+            try:
+                done += int((sync_dir / f"r{r}").read_text() or 0) >= step
+            except (OSError, ValueError):
+                pass
+        if done == world:
+            return
+        if time.time() > deadline:
+            raise RuntimeError(f"(gloo) Timed out waiting {timeout}s for peers at step {step}")
+        time.sleep(0.005)
+
+
+def main() -> int:
+    config_path, profile, overrides = parse_argv(sys.argv[1:])
+    cfg = load_config(config_path, overrides, profile)
+    rank = int(env("PADDLE_GLOBAL_RANK", env("PADDLE_TRAINER_ID", "0")))
+    world = int(env("PADDLE_GLOBAL_SIZE", env("PADDLE_TRAINERS_NUM", "1")))
+    log_dir = Path(env("PADDLE_LOG_DIR", "log"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    time.sleep(float(env("FAKE_STARTUP_S", "0")))
+    bs = int(get(cfg, "DataLoader.Train.sampler.batch_size", 8))
+    root = Path(str(get(cfg, "DataLoader.Train.dataset.root", ".")))
+    n_images = count_images(root) if root.is_dir() else 0
+    iters = n_images // (bs * world) if n_images else int(env("FAKE_ITERS", "78"))
+    epochs = int(get(cfg, "Global.epochs", 1))
+    max_step = int(get(cfg, "Global.max_train_step", iters * epochs))
+    period = int(get(cfg, "Global.print_batch_step", 10))
+    lr = float(get(cfg, "Optimizer.LRScheduler.learning_rate", get(cfg, "Optimizer.lr.learning_rate", 0.1)))
+    slow = float(env("FAKE_SLOW", "1"))
+    step_s = float(env("FAKE_STEP_S", "0.01")) * slow
+    batch_cost = 0.1 * slow / float(env("FAKE_IPS_SCALE", "1"))
+    mem = env("FAKE_MEM", "0.05")
+    sync = Path(env("FAKE_SYNC_DIR")) if env("FAKE_SYNC_DIR") else None
+    out = sys.stdout
+
+    def log(msg: str) -> None:
+        if rank == 0:
+            out.write(time.strftime("[%Y/%m/%d %H:%M:%S] passl INFO: ") + msg + "\n")
+            out.flush()
+
+    if rank == 0:
+        header = {"paddle_version": "fake", "device": "cpu", "world_size": world,
+                  "nnodes": int(env("PADDLE_NNODES", "1")), "precision_requested": "fp16 O1",
+                  "precision_effective": "fp32", "precision_note": "fake worker", "threads": 1, "seed": 31,
+                  "max_mem_source": "fake", "config": config_path, "overrides": overrides,
+                  "batch_size_per_device": bs, "iters_per_epoch": iters, "started_utc": "2026-01-01T00:00:00Z"}
+        (log_dir / "run_header.json").write_text(json.dumps(header, sort_keys=True))
+        log("[swavbench] run header: " + json.dumps(header, sort_keys=True))
+        if env("FAKE_STRAY") == "1":
+            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    steps = open(log_dir / f"steps.{rank}.jsonl", "w", buffering=1)
+    for step in range(1, max_step + 1):
+        epoch, it = (step - 1) // iters + 1, (step - 1) % iters
+        if str(rank) == env("FAKE_CRASH_RANK") and step == int(env("FAKE_CRASH_STEP", "1")):
+            if env("FAKE_CRASH_MODE", "raise") == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError(f"fake crash on rank {rank} at step {step}")
+        if str(rank) == env("FAKE_HANG_RANK") and step == int(env("FAKE_HANG_STEP", "1")):
+            if env("FAKE_HANG_MODE", "sleep") == "sigstop":
+                os.kill(os.getpid(), signal.SIGSTOP)
+            time.sleep(10_000)
+        if sync is not None:
+            barrier(sync, rank, world, step)
+        time.sleep(step_s)
+        loss = 8.0 * math.exp(-lr * step / 50.0) + 0.1 * math.sin(step)
+        if env("FAKE_NAN_STEP") and step >= int(env("FAKE_NAN_STEP")):
+            loss = float("nan")
+        steps.write(json.dumps({"step": step, "epoch": epoch, "iter": it, "loss": loss, "lr": lr,
+                                "batch_cost": batch_cost, "reader_cost": 0.001}) + "\n")
+        marker_skipped = env("FAKE_NO_MARKER") == "1" and step == max_step
+        if it % period == 0 and not marker_skipped:
+            eta = int((max_step - step) * batch_cost)
+            mem_text = "" if mem == "none" else f", max mem: {mem} GB"
+            log(f"[Train][Epoch {epoch}/{epochs}][Iter: {it}/{iters}] lr: {lr:.6f}, loss: {loss:.5f}, "
+                f"batch_cost: {batch_cost:.5f}, reader_cost: 0.00100, ips: {bs * world / batch_cost:.5f} "
+                f"images/sec{mem_text}, eta: {datetime.timedelta(seconds=eta)}")
+    steps.close()
+    log(f"global_step({max_step}) >= max_train_step({max_step}), training stops early.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
