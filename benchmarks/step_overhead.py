@@ -53,7 +53,9 @@ def bare_trunk_seconds(backbone: str, shapes: list[tuple[int, int]], repeats: in
     import paddle
 
     from swavbench.train.model import build_backbone
+    from swavbench.train.runtime import tune_host_allocator
 
+    tune_host_allocator()  # the trainer does the same: compare like with like
     paddle.set_device("cpu")
     trunk = build_backbone(backbone)
     crops = [paddle.randn([n, 3, s, s]) for n, s in shapes]

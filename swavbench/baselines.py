@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,7 +67,8 @@ def gpu_profile(name: str, count: int) -> str:
 
 def detect_gpu() -> Optional[tuple[str, int]]:
     """(device name, count) when paddle is built with CUDA and a device exists; None otherwise."""
-    if not any(Path("/dev").glob("nvidia[0-9]*")):  # avoid importing paddle on CPU-only hosts
+    # Cheap pre-check so CPU-only hosts never import paddle: a device node (Linux, WSL2) or nvidia-smi.
+    if not (any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/dxg").exists() or shutil.which("nvidia-smi")):
         return None
     try:
         import paddle

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from swavbench.errors import SwavbenchError
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_EXTS = (".jpeg", ".jpg", ".png")  # swavbench.train.data.IMAGE_SUFFIXES
 DEVICE_PROFILES = ("cpu", "gpu")
 
 
@@ -51,7 +51,7 @@ class SynthData:
     classes: int = 10
     train_per_class: int = 300
     val_per_class: int = 10
-    size: int = 40
+    size: int = 48
     seed: int = 0
 
     @property
@@ -74,7 +74,10 @@ class Case:
     cpu: Scale  # this project's CPU form (gloo ranks)
     gpu_marker: str  # the line check_result reads on GPU, e.g. "200/2599"
     warmup_lines: int = 1  # first logged lines left out of the ips mean (PASSL: iteration 0)
-    tolerances: Tolerances = field(default_factory=Tolerances)
+    tolerances: Tolerances = field(default_factory=Tolerances)  # GPU: check_result's rules
+    # CPU: 8 gloo ranks share 2 cores, so one run's ips moves more than on GPUs; still < 9.09% so that a
+    # baseline 10% off either way fails (issue 6 adds confirmation reruns and a measured band).
+    cpu_tolerances: Tolerances = field(default_factory=lambda: Tolerances(ips_pct=8.0))
     metric: str = "loss"
     deterministic: bool = True  # Global.deterministic (GPU: FLAGS_cudnn_deterministic)
     needs_pretrained: bool = False
@@ -86,11 +89,10 @@ class Case:
         return self.gpu.nnodes > 1
 
 
-_PT_NOTE = "PASSL's pt root includes val/, so iters/epoch count train+val images"
 CASES: tuple[Case, ...] = (
     Case("swav_pt_1n8c_fp16o1", "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1",
          "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1", "pt",
-         gpu=Scale(1, 8, 201, 20), cpu=Scale(1, 8, 21, 5), gpu_marker="200/2599", note=_PT_NOTE),
+         gpu=Scale(1, 8, 201, 20), cpu=Scale(1, 8, 21, 5), gpu_marker="200/2599"),
     Case("swav_lp_1n8c_fp32", "swav_resnet50_224_lp_in1k_1n8c_dp_fp32",
          "swav_resnet50_224_lp_in1k_1n8c_dp_fp32", "lp",
          gpu=Scale(1, 8, 201, 20), cpu=Scale(1, 8, 21, 5), gpu_marker="200/5005", needs_pretrained=True),
@@ -101,7 +103,8 @@ CASES: tuple[Case, ...] = (
     Case("swav_pt_4n32c_fp16o1", "swav_resnet50_224_pt_in1k_4n32c_dp_fp16o1",
          "swav_resnet50_224_pt_in1k_4n32c_dp_fp16o1", "pt",
          gpu=Scale(4, 8, 201, 20),
-         cpu=Scale(4, 2, 11, 5, note="CPU: 4 launchers x 2 gloo ranks (not x 8) on 127.0.0.1 to fit 2 cores"),
+         cpu=Scale(4, 4, 11, 5, note="CPU: 4 launchers x 4 gloo ranks (not x 8) on 127.0.0.1: 32 ranks took "
+                   "81 s and 13 GB RSS on 2 cores, 16 ranks 48 s and 7 GB"),
          gpu_marker="200/324",
          note="no PASSL CI job reads this config; marker derived: 1331167 images // (128 x 32) = 324 iters"),
 )
@@ -140,6 +143,7 @@ class Plan:
     stall_s: float  # no new bytes in any worker log / steps file for this long = hang
     skip_reason: Optional[str] = None
     notes: tuple[str, ...] = ()
+    data_root: Optional[Path] = None  # the dataset the marker was computed from
 
     @property
     def world_size(self) -> int:
@@ -156,21 +160,19 @@ class Plan:
 
 
 def count_images(root: Path) -> int:
-    """Images under `root`, recursively (PASSL's dataset folder scan counts every class folder)."""
-    total = 0
-    for _dirpath, _dirs, files in os.walk(root):
-        total += sum(1 for f in files if f.lower().endswith(IMAGE_EXTS))
-    return total
+    """Training images of a pre-training root: `<root>/train/<class>/*` (as swavbench.train.data scans it)."""
+    folder = Path(root) / "train"
+    if not folder.is_dir():
+        return 0
+    return sum(1 for cls in os.scandir(folder) if cls.is_dir()
+               for f in os.scandir(cls.path) if f.name.lower().endswith(IMAGE_EXTS))
 
 
-def cpu_batch_size() -> int:
-    """Per-rank batch of the CPU profile (configs/profiles/cpu.yaml)."""
-    from swavbench.config import profile_overrides
+def batch_size(case: Case, train_profile: Optional[str]) -> int:
+    """Per-rank batch of the case's config under the training profile (cpu.yaml sets 8)."""
+    from swavbench.config import get, load_config
 
-    for keys, value in profile_overrides("cpu", "ContrastiveLearning"):
-        if keys == ["DataLoader", "Train", "sampler", "batch_size"]:
-            return int(value)
-    raise SwavbenchError("configs/profiles/cpu.yaml: no DataLoader.Train.sampler.batch_size")
+    return int(get(load_config(case.config, profile=train_profile), "DataLoader.Train.sampler.batch_size", 64))
 
 
 def marker_for(step: int, iters_per_epoch: int) -> str:
@@ -202,28 +204,88 @@ def plan(case: Case, device_profile: str, data_root: Optional[Path] = None, thre
                  f"Global.deterministic={case.deterministic}", *case.extra_overrides]
     notes = [n for n in (case.note, scale.note) if n]
     reason = skip_reason(case)
-    if device_profile == "gpu":
-        marker = case.gpu_marker
-    elif data_root is None or reason:
-        marker = "?"
-    else:
+    train_profile = "cpu" if device_profile == "cpu" else None
+    if data_root is not None and not reason:
         overrides.append(f"DataLoader.Train.dataset.root={data_root}")
-        n = count_images(data_root)
-        iters = n // (cpu_batch_size() * scale.world_size)
+        n, batch = count_images(data_root), batch_size(case, train_profile)
+        iters = n // (batch * scale.world_size)
         if iters < scale.max_train_step:
             raise SwavbenchError(
-                f"{data_root}: {n} images give {iters} iters/epoch at batch {cpu_batch_size()} x "
-                f"{scale.world_size} ranks; {case.id} needs >= {scale.max_train_step} (a bigger dataset)")
+                f"{data_root}/train: {n} images give {iters} iters/epoch at batch {batch} x "
+                f"{scale.world_size} ranks; {case.id} needs >= {scale.max_train_step} (use a bigger dataset)")
         marker = marker_for(scale.max_train_step, iters)
+    elif device_profile == "gpu":
+        marker = case.gpu_marker
+        notes.append(f"marker {marker} is PASSL's; pass the dataset root to compute it from the images")
+    else:
+        marker = "?"
     default_timeout = 900.0 if device_profile == "gpu" else 300.0 + 20.0 * scale.world_size
     return Plan(case=case, device_profile=device_profile, config=case.config,
-                train_profile="cpu" if device_profile == "cpu" else None, overrides=tuple(overrides),
+                train_profile=train_profile, overrides=tuple(overrides),
                 scale=scale, marker=marker, marker_step=scale.max_train_step,
-                warmup_lines=case.warmup_lines, tolerances=case.tolerances, threads=threads,
+                warmup_lines=case.warmup_lines,
+                tolerances=case.cpu_tolerances if device_profile == "cpu" else case.tolerances, threads=threads,
                 timeout_s=timeout_s or default_timeout, stall_s=stall_s or 120.0, skip_reason=reason,
-                notes=tuple(notes))
+                notes=tuple(notes), data_root=data_root)
 
 
 def with_overrides(p: Plan, *extra: str) -> Plan:
     """The same plan with more `-o` overrides (last one wins), e.g. a changed learning rate."""
     return replace(p, overrides=p.overrides + tuple(extra))
+
+
+def cache_dir() -> Path:
+    """Where generated CPU datasets live: $SWAVBENCH_CACHE_DIR, else <repo>/data/cache (git-ignored)."""
+    from swavbench.config import REPO_ROOT
+
+    return Path(os.environ.get("SWAVBENCH_CACHE_DIR") or REPO_ROOT / "data" / "cache")
+
+
+def ensure_dataset(spec: SynthData = CPU_DATA, root: Optional[Path] = None) -> Path:
+    """The synthetic dataset of `spec`, generated once (deterministic) into the cache and reused after.
+
+    Generated into a temporary sibling folder and renamed into place, so a concurrent or interrupted
+    generation never leaves a half dataset behind.
+    """
+    import json
+    import shutil
+
+    target = (root or cache_dir()) / spec.key
+    params = {"classes": spec.classes, "train_per_class": spec.train_per_class,
+              "val_per_class": spec.val_per_class, "size": spec.size, "seed": spec.seed}
+    marker = target / "synth.json"
+    if marker.is_file() and json.loads(marker.read_text()) == params:
+        return target
+    from swavbench.train.synth import synthesize
+
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    synthesize(tmp, **params)
+    try:
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not marker.is_file():
+            raise
+    return target
+
+
+def default_device_profile() -> str:
+    """gpu when paddle sees a CUDA device, else cpu."""
+    from swavbench.baselines import detect_gpu
+
+    return "gpu" if detect_gpu() else "cpu"
+
+
+def plan_for(name: str, device_profile: Optional[str] = None, data_root: Optional[Path] = None,
+             overrides: Sequence[str] = (), **limits: Optional[float]) -> Plan:
+    """Resolve a case name, pick the device profile, make the CPU dataset if needed, and plan it."""
+    case = resolve_case(name)
+    device_profile = device_profile or default_device_profile()
+    if device_profile == "cpu" and data_root is None and skip_reason(case) is None:
+        data_root = ensure_dataset()
+    p = plan(case, device_profile, Path(data_root) if data_root else None,
+             timeout_s=limits.get("timeout_s"), stall_s=limits.get("stall_s"))
+    return with_overrides(p, *overrides) if overrides else p

@@ -20,6 +20,9 @@ COMMAND_MODULES = [
     "swavbench.commands.data",
     "swavbench.commands.parse",
     "swavbench.commands.compare",
+    "swavbench.commands.run",
+    "swavbench.commands.cases_cmd",
+    "swavbench.commands.update_baseline",
     "swavbench.commands.history",
     "swavbench.commands.report",
 ]

@@ -12,6 +12,7 @@ Rules (tests/CI/case.sh `check_result`):
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Optional
@@ -91,6 +92,9 @@ def _check_loss(s: Summary, b: Baseline, tol: object) -> Check:
 
 def _check_ips(s: Summary, b: Baseline, tol: float) -> Check:
     base = float(b.metrics["ips"])
+    if not math.isfinite(s.ips):
+        return Check("ips", _num(base), str(s.ips), "n/a", f"±{_num(tol)}%", "fail",
+                     f"ips is {s.ips}: a logged ips value is not a finite number")
     d = ips_diff_pct(s.ips, base)
     t = _dec(tol)
     ok = -t < d < t
@@ -133,6 +137,8 @@ def _advice(failed: list[Check], ips: Check, b: Baseline, case: str, s: Summary)
     names = {c.metric for c in failed}
     if s.metric in names:
         return f"find what changed{since} (code, config, data, paddle); if intended, run {update}"
+    if "ips" in names and ips.diff == "n/a":
+        return "rank 0 logged a non-finite ips: read the step lines (swavbench parse LOGDIR)"
     if "ips" in names:
         pct = abs(Decimal(ips.diff.rstrip("%")))
         if ips.diff.startswith("+"):

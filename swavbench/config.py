@@ -69,7 +69,7 @@ DATASET = {
     "std": list_of(NUM),
     "transform": ANY,  # PASSL's transform list (linear probe / fine-tune)
     "samples_tag": OPT_STR,  # PASSL: semi_1 / semi_10
-    "txt_file_name": OPT_STR,  # subset file (SimCLR format), relative to root or absolute
+    "txt_file_name": OPT_STR,  # subset file (SimCLR format): absolute, or relative to the folder above root
     "class_num": int,
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import math
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,10 +21,11 @@ from typing import Any, Optional, Union
 import pandas as pd
 
 from swavbench.errors import EXIT_USAGE, SwavbenchError
+from swavbench.paths import DEFAULT_DB
 
 SCHEMA_VERSION = 1  # of the database; bump with a migration in _migrate
 RECORD_SCHEMA_VERSION = 1  # newest result.json schema this module knows
-DEFAULT_DB = "reports/history.sqlite"
+
 STATUSES = ("pass", "regression", "failed", "no_baseline")
 
 _SCHEMA = """
@@ -94,9 +96,7 @@ def resolve_db(db: Union[str, Path]) -> str:
         return text
     scheme, _, rest = text.partition("://")
     if scheme.split("+")[0].lower() != "sqlite":
-        raise SwavbenchError(
-            f"history database {text!r}: only sqlite is supported now (use a path or sqlite:///path)"
-        )
+        raise SwavbenchError(f"history database {text!r}: only sqlite is supported now (use a path or sqlite:///path)")
     if rest in ("", "/", "/:memory:"):
         return ":memory:"
     if not rest.startswith("/"):
@@ -123,9 +123,7 @@ def parse_since(since: str) -> str:
     try:
         datetime.fromisoformat(str(since).strip().replace("Z", "+00:00"))
     except ValueError:
-        raise SwavbenchError(
-            f"--since {since!r}: expected a date like 2026-11-28 or 2026-11-28T20:00:00Z"
-        ) from None
+        raise SwavbenchError(f"--since {since!r}: expected a date like 2026-11-28 or 2026-11-28T20:00:00Z") from None
     return str(utc_text(since))
 
 
@@ -134,7 +132,7 @@ def _num(value: Any) -> Optional[float]:
         out = float(value)
     except (TypeError, ValueError):
         return None
-    return out if out == out and out not in (float("inf"), float("-inf")) else None
+    return out if math.isfinite(out) else None
 
 
 def _int(value: Any) -> Optional[int]:
@@ -150,64 +148,38 @@ def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _run_row(rec: dict, source: str, digest: str) -> dict:
-    """The `runs` row of a validated record (pure)."""
-    metrics, env, failure = (
-        _dict(rec.get("metrics")),
-        _dict(rec.get("environment")),
-        _dict(rec.get("failure")),
-    )
+def _run_row(rec: dict, source: str, digest: str, imported_utc: str) -> dict:
+    """The `runs` row of a validated record; missing or unreadable fields become NULL."""
+    metrics, env, failure = _dict(rec.get("metrics")), _dict(rec.get("environment")), _dict(rec.get("failure"))
     base = _dict(rec.get("baseline"))
-    bmetrics, btol, bprov = (
-        _dict(base.get("metrics")),
-        _dict(base.get("tolerances")),
-        _dict(base.get("provenance")),
-    )
+    bmetrics, btol, bprov = _dict(base.get("metrics")), _dict(base.get("tolerances")), _dict(base.get("provenance"))
     light = {k: v for k, v in rec.items() if k not in ("steps", "log_lines")}
+    # fmt: off
     return {
-        "run_id": rec["run_id"],
-        "case_id": str(rec["case"]),
-        "config": _text(rec.get("config")),
-        "profile": _text(rec.get("profile")),
-        "device_profile": _text(rec.get("device_profile")),
-        "started_utc": utc_text(rec.get("started_utc")),
-        "finished_utc": utc_text(rec.get("finished_utc")),
-        "duration_s": _num(rec.get("duration_s")),
-        "commit_sha": _text(rec.get("commit")),
+        "run_id": rec["run_id"], "case_id": str(rec["case"]), "config": _text(rec.get("config")),
+        "profile": _text(rec.get("profile")), "device_profile": _text(rec.get("device_profile")),
+        "started_utc": utc_text(rec.get("started_utc")), "finished_utc": utc_text(rec.get("finished_utc")),
+        "duration_s": _num(rec.get("duration_s")), "commit_sha": _text(rec.get("commit")),
         "paddle_version": _text(rec.get("paddle_version") or env.get("paddle_version")),
-        "status": str(rec["status"]),
-        "exit_code": _int(rec.get("exit_code")),
-        "message": _text(rec.get("message")),
-        "advice": _text(rec.get("advice")),
-        "marker": _text(metrics.get("marker")),
-        "loss": _text(metrics.get("loss")),
-        "loss_value": _num(metrics.get("loss")),
-        "ips": _num(metrics.get("ips")),
-        "max_mem": _text(metrics.get("max_mem")),
-        "max_mem_value": _num(metrics.get("max_mem")),
-        "baseline_loss": _text(bmetrics.get("loss")),
-        "baseline_loss_value": _num(bmetrics.get("loss")),
-        "baseline_ips": _num(bmetrics.get("ips")),
-        "baseline_max_mem": _text(bmetrics.get("max_mem")),
-        "baseline_max_mem_value": _num(bmetrics.get("max_mem")),
-        "ips_tol_pct": _num(btol.get("ips_pct")),
-        "baseline_run_id": _text(bprov.get("run_id") or base.get("run_id")),
-        "baseline_path": _text(base.get("path")),
-        "device": _text(env.get("device")),
-        "world_size": _int(env.get("world_size")),
-        "nnodes": _int(env.get("nnodes")),
-        "precision_requested": _text(env.get("precision_requested")),
+        "status": str(rec["status"]), "exit_code": _int(rec.get("exit_code")),
+        "message": _text(rec.get("message")), "advice": _text(rec.get("advice")),
+        "marker": _text(metrics.get("marker")), "loss": _text(metrics.get("loss")),
+        "loss_value": _num(metrics.get("loss")), "ips": _num(metrics.get("ips")),
+        "max_mem": _text(metrics.get("max_mem")), "max_mem_value": _num(metrics.get("max_mem")),
+        "baseline_loss": _text(bmetrics.get("loss")), "baseline_loss_value": _num(bmetrics.get("loss")),
+        "baseline_ips": _num(bmetrics.get("ips")), "baseline_max_mem": _text(bmetrics.get("max_mem")),
+        "baseline_max_mem_value": _num(bmetrics.get("max_mem")), "ips_tol_pct": _num(btol.get("ips_pct")),
+        "baseline_run_id": _text(bprov.get("run_id") or base.get("run_id")), "baseline_path": _text(base.get("path")),
+        "device": _text(env.get("device")), "world_size": _int(env.get("world_size")),
+        "nnodes": _int(env.get("nnodes")), "precision_requested": _text(env.get("precision_requested")),
         "precision_effective": _text(env.get("precision_effective")),
         "precision_note": _text(env.get("precision_note")),
-        "failure_kind": _text(failure.get("kind")),
-        "failure_rank": _int(failure.get("rank")),
-        "failure_message": _text(failure.get("message")),
-        "record_schema_version": _int(rec.get("schema_version")),
-        "source": source,
-        "digest": digest,
-        "imported_utc": utc_text(datetime.now(timezone.utc).isoformat()),
+        "failure_kind": _text(failure.get("kind")), "failure_rank": _int(failure.get("rank")),
+        "failure_message": _text(failure.get("message")), "record_schema_version": _int(rec.get("schema_version")),
+        "source": source, "digest": digest, "imported_utc": imported_utc,
         "record_json": json.dumps(light, sort_keys=True, default=str),
     }
+    # fmt: on
 
 
 def validate_record(rec: Any, fallback_run_id: Optional[str] = None) -> dict:
@@ -257,7 +229,7 @@ class History:
     def _migrate(self) -> None:
         row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
-            self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         elif int(row[0]) > SCHEMA_VERSION:
             raise SwavbenchError(
                 f"history database {self.path} has schema {row[0]}, newer than this swavbench "
@@ -276,11 +248,9 @@ class History:
         try:
             for table in ("runs", "checks", "ranks", "steps"):
                 self.conn.execute(f"DELETE FROM {table} WHERE run_id=?", (rec["run_id"],))
-            row = _run_row(rec, source, digest)
+            row = _run_row(rec, source, digest, utc_text(datetime.now(timezone.utc).isoformat()) or "")
             names = ", ".join(row)
-            self.conn.execute(
-                f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values())
-            )
+            self.conn.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
             _insert_children(self.conn, rec)
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -375,10 +345,7 @@ def _insert_children(conn: sqlite3.Connection, rec: dict) -> None:
             (
                 rid,
                 i,
-                *(
-                    _text(c.get(k))
-                    for k in ("metric", "baseline", "measured", "diff", "tolerance", "verdict")
-                ),
+                *(_text(c.get(k)) for k in ("metric", "baseline", "measured", "diff", "tolerance", "verdict")),
             )
             for i, c in enumerate(checks)
         ],

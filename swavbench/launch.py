@@ -28,6 +28,7 @@ from typing import Mapping, Optional, Sequence, TextIO
 
 from swavbench import procs
 from swavbench.errors import EnvironmentProblem
+from swavbench.progress import Progress
 
 TOKEN_ENV = procs.TOKEN_ENV
 SCRUB_ENV = (
@@ -357,57 +358,6 @@ def _cleanup(spec: LaunchSpec, launchers: dict[int, subprocess.Popen], token: st
         except subprocess.TimeoutExpired:
             pass
     return strays
-
-
-class Progress:
-    """Live progress from rank 0's log as it grows: one updating line on a TTY, else a line per step."""
-
-    def __init__(self, log_path: Path, label: str, total_steps: int, stream: TextIO,
-                 tty: Optional[bool] = None) -> None:
-        self.path, self.label, self.total, self.stream = log_path, label, total_steps, stream
-        self.tty = stream.isatty() if tty is None else tty
-        self.offset, self.pending, self.seen = 0, b"", set()
-        self.t0, self.first = time.monotonic(), None
-        self.shown = False
-
-    def update(self) -> None:
-        """Read new complete lines and show each new logged step."""
-        from swavbench.logparse import parse_log_text
-
-        try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self.offset)
-                chunk = handle.read()
-        except OSError:
-            return
-        self.offset += len(chunk)
-        data = self.pending + chunk
-        cut = data.rfind(b"\n") + 1
-        self.pending = data[cut:]
-        for rec in parse_log_text(data[:cut].decode("utf-8", "replace")).records:
-            if rec.global_step not in self.seen:
-                self.seen.add(rec.global_step)
-                self._show(rec.global_step, rec.metrics.get("loss", "?"), rec.ips)
-
-    def _show(self, step: int, loss: str, ips: float) -> None:
-        now = time.monotonic()
-        if self.first is None:
-            self.first = (step, now)
-        done, t_first = step - self.first[0], now - self.first[1]
-        eta = f"{t_first / done * (self.total - step):.0f}s" if done > 0 else "?"
-        line = (f"[{self.label}] step {step}/{self.total}  loss {loss}  ips {ips:.2f}  "
-                f"elapsed {now - self.t0:.0f}s  eta {eta}")
-        if self.tty:
-            self.stream.write("\r\x1b[K" + line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.tty and self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def launched_ranks(spec: LaunchSpec) -> int:

@@ -1,4 +1,4 @@
-"""Parsed logs -> the figures check_result judges, and per-rank health (pure).
+"""Parsed logs -> the figures check_result judges, and per-rank health (pure, but `analyse_logdir` reads files).
 
 check_result (PASSL tests/CI/case.sh) reads from workerlog.0: the loss STRING on the marker line, the mean
 ips of all logged lines but the first (warm-up), and the `max mem` string on the marker line. A run that
@@ -13,10 +13,11 @@ import re
 import statistics
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Union
 
 from swavbench.errors import ConfigError, RunFailed
-from swavbench.logparse import ParsedLog, StepRecord, StepsLog
+from swavbench.logparse import ParsedLog, StepRecord, StepsLog, parse_log_dir, read_steps_dir, resolve_logdir
 
 MARKER_RE = re.compile(r"^(\d+)/(\d+)$")
 
@@ -237,15 +238,13 @@ class RunAnalysis:
     failure: Optional[RunFailed]
 
 
-def analyse_logdir(logdir, marker: Optional[str] = None, warmup_lines: int = 1,
+def analyse_logdir(logdir: Union[str, Path], marker: Optional[str] = None, warmup_lines: int = 1,
                    metric: str = "loss") -> RunAnalysis:
     """Read a launch log dir (the one impure helper here): per-rank logs, health and rank 0's summary.
 
     Without a marker, rank 0's last logged step is used. A NaN loss outranks a dead rank (it is the
     likelier cause); otherwise a dead rank outranks a missing marker.
     """
-    from swavbench.logparse import parse_log_dir, read_steps_dir, resolve_logdir
-
     root = resolve_logdir(logdir)
     logs, steps = parse_log_dir(root), read_steps_dir(root)
     source = "given" if marker else "last logged line"

@@ -52,7 +52,12 @@ def _proc(pid: int, environ: dict[bytes, bytes]) -> Optional[Proc]:
 
 def find(token: str) -> list[Proc]:
     """Live (non-zombie) processes whose environment holds SWAVBENCH_RUN_TOKEN=token (not this process)."""
-    needle = f"{TOKEN_ENV}={token}".encode()
+    return find_env(TOKEN_ENV, token)
+
+
+def find_env(key: str, value: str) -> list[Proc]:
+    """Live (non-zombie) processes, other than this one, whose environment holds key=value."""
+    needle = f"{key}={value}".encode()
     out = []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == os.getpid():

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+# = swavbench.train.synth.MAX_CLASSES; not imported here, since swavbench.train imports paddle and
+# every command builds this parser.
+MAX_CLASSES = 10_000
+
 
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _class_count(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_CLASSES:
+        raise argparse.ArgumentTypeError(f"at most {MAX_CLASSES}, got {value}")
     return value
 
 
@@ -32,10 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=type(data))
     commands.required = True
     synth = commands.add_parser(
-        "synth", help="write <out>/train|val/<class>/*.JPEG with visually distinct classes, plus "
-        "1percent.txt/10percent.txt (SimCLR format)")
+        "synth",
+        help="write <out>/train|val/<class>/*.JPEG with visually distinct classes, plus "
+        "1percent.txt/10percent.txt (SimCLR format)",
+    )
     synth.add_argument("--out", required=True, help="output folder (created; a previous synth output is replaced)")
-    synth.add_argument("--classes", type=_positive, default=10, help="number of classes (default 10)")
+    synth.add_argument("--classes", type=_class_count, default=10, help="number of classes (default 10)")
     synth.add_argument("--train-per-class", type=_positive, default=100, help="train images per class (100)")
     synth.add_argument("--val-per-class", type=_non_negative, default=20, help="val images per class (20)")
     synth.add_argument("--size", type=_image_size, default=64, help="image side in pixels (64)")
@@ -47,7 +60,13 @@ def run(args: argparse.Namespace) -> int:
     """Write the dataset and print a one-line summary."""
     from swavbench.train.synth import synthesize
 
-    result = synthesize(args.out, classes=args.classes, train_per_class=args.train_per_class,
-                        val_per_class=args.val_per_class, size=args.size, seed=args.seed)
+    result = synthesize(
+        args.out,
+        classes=args.classes,
+        train_per_class=args.train_per_class,
+        val_per_class=args.val_per_class,
+        size=args.size,
+        seed=args.seed,
+    )
     print(f"swavbench data synth: {result.summary()}")
     return 0

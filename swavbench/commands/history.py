@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from swavbench.errors import EXIT_OK, EXIT_USAGE
-from swavbench.history import DEFAULT_DB, History, ImportSummary
+from swavbench.paths import DEFAULT_DB
+
+if TYPE_CHECKING:  # pandas and the history store load only when a history command runs
+    from swavbench.history import ImportSummary
 
 LIST_COLUMNS = ["started_utc", "case", "profile", "status", "ips", "loss", "max_mem", "commit", "run_id"]
 
@@ -49,6 +51,8 @@ def print_import_summary(summary: ImportSummary, db: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `history import` or `history list`; corrupt records make `import` exit 3 (after the rest)."""
+    from swavbench.history import History
+
     with History(args.db) as history:
         if args.history_command == "import":
             summary = history.import_runs(args.runs_dir)
@@ -60,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     if frame.empty:
         print("no runs in history")
         return EXIT_OK
+    import pandas as pd
+
     with pd.option_context("display.width", 200, "display.max_columns", None, "display.max_rows", None):
         print(frame[LIST_COLUMNS].to_string(index=False, na_rep="-"))
     return EXIT_OK

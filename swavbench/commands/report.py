@@ -7,8 +7,6 @@ from pathlib import Path
 
 from swavbench.commands.history import add_db_option, print_import_summary
 from swavbench.errors import EXIT_OK
-from swavbench.history import History
-from swavbench.report import build_report
 
 DEFAULT_OUT = "reports/index.html"
 DEFAULT_RUNS = "reports/runs"
@@ -30,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Import, build, print the report's path. Corrupt records are reported and skipped, not fatal."""
+    from swavbench.history import History
+    from swavbench.report import build_report
+
     with History(args.db) as history:
         if args.runs and Path(args.runs).is_dir():
             print_import_summary(history.import_runs(args.runs), history.path)

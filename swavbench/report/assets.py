@@ -17,9 +17,11 @@ table{border-collapse:collapse;font-size:13px;background:#fff}
 th,td{border:1px solid #dde3e9;padding:5px 9px;text-align:left;vertical-align:top}
 th{background:#eef2f6;font-weight:600}
 td.nowrap{white-space:nowrap}
+table.ranks td{text-align:right;font-variant-numeric:tabular-nums}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.metric .b,td.metric .d{display:block;color:#67737f;font-size:12px}
-td.metric.fail{background:#fff1ec}td.metric.fail .d{color:#c62828;font-weight:600}
+td.metric.fail,tr.fail td{background:#fff1ec}tr.fail td:last-child{color:#c62828;font-weight:600}
+td.metric.fail .d{color:#c62828;font-weight:600}
 .badge{display:inline-block;min-width:82px;text-align:center;padding:1px 8px;border-radius:10px;color:#fff;
  font-size:12px;font-weight:600;white-space:nowrap}
 .pass{background:#2e7d32}.regression{background:#d84315}.failed{background:#b71c1c}.no_baseline{background:#757575}
@@ -28,7 +30,7 @@ td.metric.fail{background:#fff1ec}td.metric.fail .d{color:#c62828;font-weight:60
 .charts.steps{grid-template-columns:repeat(auto-fill,minmax(540px,1fr))}
 figure{margin:0}figcaption{font-weight:600;font-size:13px;margin:6px 0 2px;color:#3a4652}
 svg.chart{max-width:100%;height:auto;font-size:11px;display:block}
-svg.chart text{fill:#404b55}svg.chart text.val{font-weight:600}
+svg.chart text:not([fill]){fill:#404b55}svg.chart text.val{font-weight:600}
 svg.chart circle.pt{stroke:#fff;stroke-width:1.5}svg.chart a:hover circle.pt{stroke:#000}
 details.run{border:1px solid #dde3e9;border-radius:5px;margin:6px 0;background:#fbfcfd}
 details.run>summary{cursor:pointer;padding:6px 10px;font-size:13px;list-style-position:inside}
@@ -44,18 +46,22 @@ code{font-size:12px}
 .muted{color:#67737f}
 """
 
-# Opens the <details> of a run when a link (chart point, table) points at it, and records how many charts
-# were laid out (data-charts / data-charts-drawn on <body>) so a headless browser can check rendering.
+# Opens the <details> of a run when a link (chart point, table) points at it, and records how many charts and
+# chart points were laid out (data-charts, data-charts-drawn, data-points-drawn on <body>) so a headless browser
+# can check that the page rendered.
 JS = """
 (function(){
-function open(id){var el=id&&document.getElementById(id);if(!el)return;
+function dec(h){try{return decodeURIComponent(h);}catch(e){return h;}}
+function reveal(id){var el=id&&document.getElementById(id);if(!el)return;
  for(var p=el;p;p=p.parentElement){if(p.tagName==='DETAILS')p.open=true;}}
+function drawn(list){var n=0;for(var i=0;i<list.length;i++){var r=list[i].getBoundingClientRect();
+ if(r.width>0&&r.height>0)n++;}return String(n);}
 document.addEventListener('click',function(e){var a=e.target.closest&&e.target.closest('a');
- var h=a&&a.getAttribute('href');if(h&&h.charAt(0)==='#')open(decodeURIComponent(h.slice(1)));});
-window.addEventListener('hashchange',function(){open(decodeURIComponent(location.hash.slice(1)));});
-document.addEventListener('DOMContentLoaded',function(){open(decodeURIComponent(location.hash.slice(1)));
- var c=document.querySelectorAll('svg.chart'),n=0;for(var i=0;i<c.length;i++){var r=c[i].getBoundingClientRect();
- if(r.width>0&&r.height>0)n++;}
- document.body.setAttribute('data-charts',String(c.length));document.body.setAttribute('data-charts-drawn',String(n));});
+ var h=a&&a.getAttribute('href');if(h&&h.charAt(0)==='#')reveal(dec(h.slice(1)));});
+window.addEventListener('hashchange',function(){reveal(dec(location.hash.slice(1)));});
+document.addEventListener('DOMContentLoaded',function(){reveal(dec(location.hash.slice(1)));
+ var c=document.querySelectorAll('svg.chart'),b=document.body;b.setAttribute('data-charts',String(c.length));
+ b.setAttribute('data-charts-drawn',drawn(c));
+ b.setAttribute('data-points-drawn',drawn(document.querySelectorAll('svg.chart .pt')));});
 })();
 """

@@ -47,11 +47,18 @@ def short_time(utc: Any) -> str:
     return f"{match.group(1)} {match.group(2)}" if match else text
 
 
+def long_time(utc: Any) -> str:
+    """'2026-11-28T20:01:02Z' -> '2026-11-28 20:01' (tables); other text unchanged."""
+    text = short_time(utc)
+    match = re.match(r"(\d{4})-\d\d-\d\dT", "" if utc is None else str(utc))
+    return f"{match.group(1)}-{text}" if match else text
+
+
 def _tip(row: pd.Series, what: str, unit: str = "", digits: int = 4) -> str:
     v = value(row[what])
     shown = "no value" if v is None else f"{fmt(v, digits=digits)}{unit}"
     status = STATUS_LABELS.get(row["status"], row["status"])
-    return f"{short_time(row['started_utc'])} · {row['run_id']} · {status}: {shown}"
+    return f"{long_time(row['started_utc'])} · {row['run_id']} · {status}: {shown}"
 
 
 def _trend_chart(
@@ -67,10 +74,12 @@ def _trend_chart(
     )  # fmt: skip
     baseline = Series("baseline", xs, [value(r[base_col]) for r in rows], GREY, dashed=True, step=True)
     marks = [Mark(x, h, _tip(r, col)) for x, h, r in zip(xs, hrefs, rows) if value(r[col]) is None]
-    ticks = [(x, short_time(r["started_utc"])[:5]) for x, r in zip(xs, rows)]
+    days = [short_time(r["started_utc"])[:5] for r in rows]
+    labels = days if len(set(days)) == len(days) else [short_time(r["started_utc"]) for r in rows]  # same-day runs
+    ticks = list(zip(xs, labels))
     series = [baseline, measured] if any(v is not None for v in baseline.ys) else [measured]
     y_label = unit.strip() or label
-    return render(Chart(title, series, band, marks, "run (UTC date)", y_label, ticks, 440, 250, digits))
+    return render(Chart(title, series, band, marks, "run (UTC)", y_label, ticks, 440, 250, digits))
 
 
 def trend_charts(trend: pd.DataFrame) -> list[tuple[str, str]]:

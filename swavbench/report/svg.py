@@ -101,7 +101,7 @@ def fmt(value: float, step: Optional[float] = None, digits: int = 4) -> str:
 def _text(x: float, y: float, text: str, anchor: str = "", extra: str = "") -> str:
     """An escaped SVG <text>; anchor 'middle' or 'end' when given."""
     where = f' text-anchor="{anchor}"' if anchor else ""
-    return f'<text x="{x:.1f}" y="{y:.1f}"{where}{extra}>{escape(text)}</text>'
+    return f'<text x="{_px(x)}" y="{_px(y)}"{where}{extra}>{escape(text)}</text>'
 
 
 def decimate(xs: Sequence[float], ys: Sequence[Optional[float]], max_points: int) -> tuple[list, list]:
@@ -133,11 +133,15 @@ def _step_points(xs: Sequence[float], ys: Sequence[Optional[float]]) -> list[lis
 
 
 def _line_runs(s: Series) -> list[list[tuple[float, float]]]:
+    """The connected pieces of a series; a None value breaks the line."""
     if s.step:
         return _step_points(s.xs, s.ys)
     runs: list[list[tuple[float, float]]] = [[]]
     for x, y in zip(s.xs, s.ys):
-        runs.append([]) if y is None else runs[-1].append((x, y))
+        if y is None:
+            runs.append([])
+        else:
+            runs[-1].append((x, y))
     return [r for r in runs if r]
 
 
@@ -158,11 +162,19 @@ class _Frame:
         """Pixel coordinates as 'x,y x,y' (0.1 px)."""
         return " ".join(f"{_px(self.x(x))},{_px(self.y(y))}" for x, y in points)
 
+    def path(self, points: Sequence[tuple[float, float]]) -> str:
+        """A compact path 'M x y l dx dy ...' in 0.1 px steps (relative moves keep long series small)."""
+        tenths = [(round(self.x(x) * 10), round(self.y(y) * 10)) for x, y in points]
+        (x0, y0), out = tenths[0], []
+        for (xa, ya), (xb, yb) in zip(tenths, tenths[1:]):
+            dx, dy = _px((xb - xa) / 10), _px((yb - ya) / 10)
+            out.append(dx + ("" if dy.startswith("-") else " ") + dy)
+        return f"M{_px(x0 / 10)} {_px(y0 / 10)}" + ("l" + " ".join(out) if out else "")
+
 
 def _px(v: float) -> str:
     text = f"{v:.1f}"
     return text[:-2] if text.endswith(".0") else text
-
 
 
 def _legend(chart: Chart) -> tuple[list[str], float]:
@@ -176,9 +188,7 @@ def _legend(chart: Chart) -> tuple[list[str], float]:
         if x + width > chart.width - 8 and x > 64:
             x, y = 64.0, y + 16
         if dot is None:
-            parts.append(
-                f'<rect x="{x:.0f}" y="{y - 6:.0f}" width="18" height="10" fill="{color}" opacity=".2"/>'
-            )
+            parts.append(f'<rect x="{x:.0f}" y="{y - 6:.0f}" width="18" height="10" fill="{color}" opacity=".2"/>')
         elif dot:
             parts.append(f'<circle cx="{x + 9:.0f}" cy="{y - 1:.0f}" r="4" fill="{color}"/>')
         else:
@@ -198,9 +208,7 @@ def _extent(chart: Chart) -> tuple[list[float], list[float]]:
             xs += [p[0] for p in run]
             ys += [p[1] for p in run]
     if chart.band is not None:
-        for run in _step_points(chart.band.xs, chart.band.lows) + _step_points(
-            chart.band.xs, chart.band.highs
-        ):
+        for run in _step_points(chart.band.xs, chart.band.lows) + _step_points(chart.band.xs, chart.band.highs):
             ys += [p[1] for p in run]
     return xs, ys
 
@@ -216,27 +224,17 @@ def _x_axis(chart: Chart, f: _Frame) -> list[str]:
     else:
         lo, hi, step = nice_range(f.x0, f.x1, 6)
         count = int(round((hi - lo) / step))
-        labels = [
-            (lo + i * step, fmt(lo + i * step, step))
-            for i in range(count + 1)
-            if f.x0 <= lo + i * step <= f.x1
-        ]
-    out = []
-    for x, label in labels:
-        px = f.x(x)
-        out.append(f'<path d="M{px:.1f} {f.bottom:.0f}v4" stroke="#888"/>')
-        out.append(_text(px, f.bottom + 15, label, "middle"))
-    return out
+        labels = [(lo + i * step, fmt(lo + i * step, step)) for i in range(count + 1) if f.x0 <= lo + i * step <= f.x1]
+    marks = "".join(f"M{_px(f.x(x))} {_px(f.bottom)}v4" for x, _ in labels)
+    texts = "".join(_text(f.x(x), f.bottom + 15, label) for x, label in labels)
+    return [f'<path d="{marks}" stroke="#888"/><g text-anchor="middle">{texts}</g>']
 
 
 def _y_axis(f: _Frame, step: float) -> list[str]:
-    out = []
-    for i in range(int(round((f.y1 - f.y0) / step)) + 1):
-        value = f.y0 + i * step
-        py = f.y(value)
-        out.append(f'<path d="M{f.left:.0f} {py:.1f}H{f.right:.0f}" stroke="#e3e3e3"/>')
-        out.append(_text(f.left - 6, py + 4, fmt(value, step), "end"))
-    return out
+    values = [f.y0 + i * step for i in range(int(round((f.y1 - f.y0) / step)) + 1)]
+    grid = "".join(f"M{_px(f.left)} {_px(f.y(v))}H{_px(f.right)}" for v in values)
+    texts = "".join(_text(f.left - 6, f.y(v) + 4, fmt(v, step)) for v in values)
+    return [f'<path d="{grid}" stroke="#e3e3e3"/><g text-anchor="end">{texts}</g>']
 
 
 def _band(band: Band, f: _Frame) -> list[str]:
@@ -252,9 +250,7 @@ def _series(s: Series, f: _Frame, n_points: int) -> list[str]:
     if s.line:
         dash = ' stroke-dasharray="5 3"' if s.dashed else ""
         for run in _line_runs(s):
-            out.append(
-                f'<polyline points="{f.pts(run)}" fill="none" stroke="{s.color}" stroke-width="1.8"{dash}/>'
-            )
+            out.append(f'<path d="{f.path(run)}" fill="none" stroke="{s.color}" stroke-width="1.8"{dash}/>')
     if s.points:
         radius = 4 if n_points <= 40 else 3
         for i, (x, y) in enumerate(zip(s.xs, s.ys)):
@@ -295,7 +291,9 @@ def render(chart: Chart) -> str:
     xs, ys = _extent(chart)
     if not ys and not chart.marks:
         return head + _text(chart.width / 2, chart.height / 2, "no data", "middle") + "</svg>"
-    y0, y1, ystep = nice_range(min(ys, default=0.0), max(ys, default=1.0))
+    lo, hi = min(ys, default=0.0), max(ys, default=1.0)
+    pad = (hi - lo) * 0.05  # keep points off the frame, but never below 0 for non-negative data
+    y0, y1, ystep = nice_range(lo - pad if lo - pad >= 0 or lo < 0 else 0.0, hi + pad)
     if chart.x_ticks is not None:
         x0, x1 = min(xs) - 0.5 if xs else -0.5, max(xs) + 0.5 if xs else 0.5
         x0, x1 = (
@@ -307,9 +305,7 @@ def render(chart: Chart) -> str:
     f = _Frame(chart, x0, x1, y0, y1, top + 8)
     n_points = max((len(s.xs) for s in chart.series), default=0)
     parts = [head, *legend, *_y_axis(f, ystep), *_x_axis(chart, f)]
-    parts.append(
-        f'<path d="M{f.left:.0f} {f.top:.0f}V{f.bottom:.0f}H{f.right:.0f}" stroke="#666" fill="none"/>'
-    )
+    parts.append(f'<path d="M{f.left:.0f} {f.top:.0f}V{f.bottom:.0f}H{f.right:.0f}" stroke="#666" fill="none"/>')
     if chart.band is not None:
         parts += _band(chart.band, f)
     for s in chart.series:

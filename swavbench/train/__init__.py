@@ -1,5 +1,16 @@
-"""The SwAV training core. `sinkhorn` and `swav_loss` are pure functions (see swav.py)."""
+"""The SwAV training core. `sinkhorn` and `swav_loss` are pure functions (see swav.py).
 
-from swavbench.train.swav import sinkhorn, swav_loss
+Imported lazily, so that `import swavbench.train.<light module>` does not load paddle.
+"""
+
+from typing import Any
 
 __all__ = ["sinkhorn", "swav_loss"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from swavbench.train import swav
+
+        return getattr(swav, name)
+    raise AttributeError(f"module 'swavbench.train' has no attribute {name!r}")

@@ -177,8 +177,9 @@ def to_normalized_chw(images: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return out
 
 
-def augment_crop(img: Image.Image, size: int, scale: Sequence[float], spec: MultiCropSpec,
-                 rng: np.random.Generator) -> np.ndarray:
+def augment_crop(
+    img: Image.Image, size: int, scale: Sequence[float], spec: MultiCropSpec, rng: np.random.Generator
+) -> np.ndarray:
     """One SwAV crop of `img` as uint8 HWC (before normalisation)."""
     box = random_resized_crop_box(rng, img.width, img.height, scale, spec.crop_ratio)
     crop = resized_crop(img, box, size)
@@ -193,8 +194,9 @@ def augment_crop(img: Image.Image, size: int, scale: Sequence[float], spec: Mult
     return np.asarray(crop)
 
 
-def multi_crop(img: Image.Image, spec: MultiCropSpec, rng: np.random.Generator,
-               lut: np.ndarray | None = None) -> list[np.ndarray]:
+def multi_crop(
+    img: Image.Image, spec: MultiCropSpec, rng: np.random.Generator, lut: np.ndarray | None = None
+) -> list[np.ndarray]:
     """All crops of one RGB image, float32 [3, size, size] each: the first size's crops, then the next."""
     lut = normalize_lut(spec.mean, spec.std) if lut is None else lut
     crops: list[np.ndarray] = []

@@ -26,7 +26,13 @@ from swavbench.train.logger import (
 )
 from swavbench.train.model import build_pretrain_model, normalize_prototypes
 from swavbench.train.optim import DynamicLossScaler, LARCMomentum, build_lr_schedule
-from swavbench.train.runtime import peak_memory_gb, seed_everything, setup_runtime
+from swavbench.train.runtime import (
+    env_world_size,
+    peak_memory_gb,
+    seed_everything,
+    setup_runtime,
+    tune_host_allocator,
+)
 from swavbench.train.swav import Queue, default_all_reduce, swav_loss
 
 
@@ -50,10 +56,10 @@ def queue_length_per_rank(queue_length: int, batch_size: int, world_size: int) -
 
 def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) -> int:
     """Run SwAV pre-training as described by `config`; returns the process exit code (0)."""
-    # ---- environment: device, ranks, threads, precision (recorded as it really runs) ----------------
-    rt = setup_runtime(config)
-    log = PasslLogger(rt.rank)
+    # ---- settings, checked before any process group forms ---------------------------------------------
     glob, model_cfg = config.get("Global") or {}, config.get("Model") or {}
+    batch_size = int(get(config, "DataLoader.Train.sampler.batch_size", 64))
+    queue_per_rank = queue_length_per_rank(int(model_cfg.get("queue_length", 0)), batch_size, env_world_size())
     epochs = int(glob.get("epochs", 1))
     print_every = max(int(glob.get("print_batch_step", 10)), 1)
     max_train_step: Optional[int] = glob.get("max_train_step")
@@ -65,16 +71,19 @@ def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) ->
     sinkhorn_iters = int(model_cfg.get("sinkhorn_iterations", 3))
     freeze_niters = int(model_cfg.get("freeze_prototypes_niters", 0))
 
+    # ---- environment: device, ranks, threads, precision (recorded as it really runs) ----------------
+    rt = setup_runtime(config)
+    rt.host_allocator = tune_host_allocator()
+    log = PasslLogger(rt.rank)
+
     # ---- data: multi-crop loader, seeded per (seed, rank, epoch, sample) ----------------------------
     loader, sampler = build_pretrain_loader(config, rt.rank, rt.world_size, rt.seed)
-    batch_size = int(get(config, "DataLoader.Train.sampler.batch_size", 64))
     iters_per_epoch = len(sampler)
     if iters_per_epoch == 0:
         raise ConfigError(
             f"DataLoader.Train.sampler.batch_size={batch_size} x {rt.world_size} ranks is larger than the "
             "dataset: lower the batch size or use a larger dataset"
         )
-    queue_per_rank = queue_length_per_rank(int(model_cfg.get("queue_length", 0)), batch_size, rt.world_size)
 
     # ---- model: identical init on every rank, then per-rank seeds (PASSL: seed + rank) --------------
     seed_everything(rt.seed)
@@ -116,8 +125,7 @@ def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) ->
         queue_file = ckpt.queue_path(out_dir, ckpt.strip_extension(glob["checkpoint"]).rsplit("/", 1)[-1],
                                      rt.rank)
         if queue_per_rank and queue_file.is_file():
-            queue = Queue(len(crops_for_assign), queue_per_rank, 1)
-            queue.load(paddle.load(str(queue_file)))
+            queue = Queue.from_state(paddle.load(str(queue_file)))
 
     # ---- run header: what really runs ----------------------------------------------------------------
     records = record_dir(glob.get("output_dir", "./output"))

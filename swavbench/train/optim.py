@@ -57,59 +57,67 @@ def build_lr_schedule(sched: dict, iters_per_epoch: int, epochs: int,
 # LARC-wrapped SGD with momentum (reference: apex LARC around torch SGD, clip off)
 # ---------------------------------------------------------------------------------------------------------
 class LARCMomentum:
-    """Momentum SGD whose gradients are rescaled per parameter by LARC.
+    """Momentum SGD whose gradients are rescaled per parameter by LARC (apex LARC around torch SGD).
 
     Per parameter with ||p|| > 0 and ||g|| > 0:
         local_lr = trust * ||p|| / (||g|| + wd * ||p|| + eps);  g <- local_lr * (g + wd * p)
     (with clip: local_lr <- min(local_lr / lr, 1)); otherwise g is used raw, without weight decay.
-    Then buf <- momentum * buf + g;  p <- p - lr * buf.  Parameters named in `frozen` get no update at
-    all (no momentum, no decay), which is how prototypes are frozen.
+    Then paddle's fused momentum: v <- momentum * v + g;  p <- p - lr * v (torch SGD, dampening 0).
+    Parameters named in `frozen` have their gradient dropped: no update, no momentum, no decay (this is
+    how prototypes are frozen). Without LARC (`larc=False`) weight decay is plain L2 added to g.
     """
 
     def __init__(self, named_params: Iterable[tuple[str, paddle.Tensor]], momentum: float = 0.9,
                  weight_decay: float = 1e-6, trust_coefficient: float = 0.001, clip: bool = False,
                  eps: float = 1e-8, larc: bool = True) -> None:
         self.params = [(name, p) for name, p in named_params if not p.stop_gradient]
-        self.momentum, self.weight_decay = momentum, weight_decay
-        self.trust, self.clip, self.eps, self.larc = trust_coefficient, clip, eps, larc
-        self.buffers: dict[str, paddle.Tensor] = {}
+        self.weight_decay, self.trust, self.clip, self.eps, self.larc = (
+            weight_decay, trust_coefficient, clip, eps, larc)
+        self.inner = paddle.optimizer.Momentum(
+            learning_rate=0.1, momentum=momentum, parameters=[p for _, p in self.params],
+            weight_decay=None if larc or not weight_decay else float(weight_decay),
+        )
 
-    def _rescale(self, p: paddle.Tensor, g: paddle.Tensor, lr: float) -> paddle.Tensor:
-        if not self.larc:
-            return g + self.weight_decay * p if self.weight_decay else g
-        p_norm, g_norm = paddle.linalg.norm(p), paddle.linalg.norm(g)
-        local_lr = self.trust * p_norm / (g_norm + self.weight_decay * p_norm + self.eps)
-        if self.clip:
-            local_lr = paddle.minimum(local_lr / lr, paddle.ones_like(local_lr))
-        ok = paddle.logical_and(p_norm > 0, g_norm > 0).astype(g.dtype)
-        scaled = (g + self.weight_decay * p) * local_lr
-        return ok * scaled + (1 - ok) * g
+    @paddle.no_grad()
+    def _apply_larc(self, live: list[paddle.Tensor], lr: float) -> None:
+        # all squared norms in one host transfer (one sync on GPU), then in-place rescaling
+        squares = paddle.stack([paddle.stack([(p * p).sum(), (p.grad * p.grad).sum()]) for p in live])
+        norms = squares.astype("float64").numpy() ** 0.5
+        for (p_norm, g_norm), p in zip(norms, live):
+            if p_norm == 0 or g_norm == 0:
+                continue  # raw gradient, no weight decay
+            local_lr = self.trust * p_norm / (g_norm + self.weight_decay * p_norm + self.eps)
+            if self.clip:
+                local_lr = min(local_lr / lr, 1.0)
+            grad = p.grad
+            grad.scale_(float(local_lr))
+            if self.weight_decay:
+                grad.add_(p.scale(float(local_lr * self.weight_decay)).astype(grad.dtype))
 
     @paddle.no_grad()
     def step(self, lr: float, frozen: Optional[set] = None) -> None:
-        """One update at learning rate `lr`, skipping parameters whose names are in `frozen`."""
+        """One update at learning rate `lr`; parameters whose names are in `frozen` are left untouched."""
+        live = []
         for name, p in self.params:
-            grad = p.grad
-            if grad is None or (frozen and name in frozen):
+            if p.grad is None:
                 continue
-            g = self._rescale(p, grad.astype("float32"), lr)
-            buf = self.buffers.get(name)
-            buf = g if buf is None else buf * self.momentum + g
-            self.buffers[name] = buf
-            p.set_value(p - lr * buf.astype(p.dtype))
+            if frozen and name in frozen:
+                p.clear_gradient(False)  # no gradient: paddle's optimizer skips the parameter entirely
+                continue
+            live.append(p)
+        if self.larc and live:
+            self._apply_larc(live, lr)
+        self.inner.set_lr(lr)
+        self.inner.step()
 
     def clear_grad(self) -> None:
-        for _, p in self.params:
-            p.clear_gradient(False)
+        self.inner.clear_grad(set_to_zero=False)
 
     def state_dict(self) -> dict:
-        return {f"{name}.momentum": buf for name, buf in self.buffers.items()}
+        return self.inner.state_dict()
 
     def set_state_dict(self, state: dict) -> None:
-        names = {name for name, _ in self.params}
-        for key, value in state.items():
-            if key.endswith(".momentum") and key[: -len(".momentum")] in names:
-                self.buffers[key[: -len(".momentum")]] = paddle.to_tensor(value, dtype="float32")
+        self.inner.set_state_dict(state)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -135,7 +143,7 @@ class DynamicLossScaler:
         finite = []
         for p in params:
             if p.grad is not None:
-                p.grad.set_value(p.grad / self.scale)
+                p.grad.scale_(1.0 / self.scale)
                 finite.append(paddle.isfinite(p.grad).all())
         ok = bool(paddle.stack(finite).all().item()) if finite else True
         self.update(ok)

@@ -136,6 +136,10 @@ class Queue:
     def state(self) -> dict:
         return {"embeddings": self.embeddings.numpy(), "in_use": self.in_use}
 
-    def load(self, state: dict) -> None:
-        self.embeddings = paddle.to_tensor(state["embeddings"], dtype="float32")
-        self.in_use = bool(state["in_use"])
+    @classmethod
+    def from_state(cls, state: dict) -> Queue:
+        """A queue restored from `state()` (as saved beside a checkpoint)."""
+        queue = cls(1, 1, 1)
+        queue.embeddings = paddle.to_tensor(state["embeddings"], dtype="float32")
+        queue.in_use = bool(state["in_use"])
+        return queue

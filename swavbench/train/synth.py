@@ -28,6 +28,7 @@ from swavbench.errors import DataError
 SPLITS = {"train": 0, "val": 1}
 SUBSETS = {"1percent.txt": 0.01, "10percent.txt": 0.10}
 MARKER = "synth.json"
+MAX_CLASSES = 10_000  # class names keep 8 digits, so their sorted order is the class order
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,10 @@ class SynthResult:
 
     def summary(self) -> str:
         subsets = ", ".join(f"{name} ({n} lines)" for name, n in self.subset_lines.items())
-        return (f"wrote {self.train_images} train + {self.val_images} val JPEGs ({self.classes} classes) to "
-                f"{self.out} in {self.seconds:.1f} s; subsets {subsets}")
+        return (
+            f"wrote {self.train_images} train + {self.val_images} val JPEGs ({self.classes} classes) to "
+            f"{self.out} in {self.seconds:.1f} s; subsets {subsets}"
+        )
 
 
 def class_names(num_classes: int) -> list[str]:
@@ -66,8 +69,9 @@ def render_image(rng: np.random.Generator, class_index: int, num_classes: int, s
     yy, xx = coords[:, None], coords[None, :]
     angle = math.pi * ((k * 0.6180339) % 1.0) + rng.normal(0.0, 0.1)
     cycles = (2.0 + (k % 4) * 1.5) * rng.uniform(0.85, 1.15)
-    stripes = 0.5 + 0.5 * np.sin(2 * math.pi * cycles * (xx * math.cos(angle) + yy * math.sin(angle))
-                                 + rng.uniform(0, 2 * math.pi))
+    stripes = 0.5 + 0.5 * np.sin(
+        2 * math.pi * cycles * (xx * math.cos(angle) + yy * math.sin(angle)) + rng.uniform(0, 2 * math.pi)
+    )
     img = background + (foreground - background) * stripes[..., None]
 
     cx, cy, r = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0.12, 0.28)
@@ -98,8 +102,10 @@ def _prepare(out: Path) -> None:
         return
     taken = [out / name for name in (*SPLITS, *SUBSETS) if (out / name).exists()]
     if taken:
-        raise DataError(f"{taken[0]} exists and was not written by `swavbench data synth`: "
-                        f"refusing to overwrite; choose an empty --out folder")
+        raise DataError(
+            f"{taken[0]} exists and was not written by `swavbench data synth`: "
+            f"refusing to overwrite; choose an empty --out folder"
+        )
 
 
 def _subset_lines(names: list[str], train_per_class: int, seed: int, fraction: float) -> list[str]:
@@ -111,11 +117,19 @@ def _subset_lines(names: list[str], train_per_class: int, seed: int, fraction: f
     return lines  # nested: the 1% files are the first ones of the same permutation as the 10% files
 
 
-def synthesize(out: str | Path, classes: int = 10, train_per_class: int = 100, val_per_class: int = 20,
-               size: int = 64, seed: int = 0) -> SynthResult:
+def synthesize(
+    out: str | Path,
+    classes: int = 10,
+    train_per_class: int = 100,
+    val_per_class: int = 20,
+    size: int = 64,
+    seed: int = 0,
+) -> SynthResult:
     """Write the dataset (see module doc); DataError when `out` holds something else."""
-    if classes < 1 or train_per_class < 1 or val_per_class < 0 or size < 8:
-        raise ValueError("synthesize: classes >= 1, train_per_class >= 1, val_per_class >= 0, size >= 8")
+    if not 1 <= classes <= MAX_CLASSES or train_per_class < 1 or val_per_class < 0 or size < 8:
+        raise ValueError(
+            f"synthesize: need 1 <= classes <= {MAX_CLASSES}, train_per_class >= 1, val_per_class >= 0, size >= 8"
+        )
     start, out = time.perf_counter(), Path(out)
     _prepare(out)
     names = class_names(classes)
@@ -132,8 +146,14 @@ def synthesize(out: str | Path, classes: int = 10, train_per_class: int = 100, v
         lines = _subset_lines(names, train_per_class, seed, fraction)
         (out / file_name).write_text("\n".join(lines) + "\n", encoding="utf-8")
         subset_lines[file_name] = len(lines)
-    params = {"classes": classes, "train_per_class": train_per_class, "val_per_class": val_per_class,
-              "size": size, "seed": seed}
+    params = {
+        "classes": classes,
+        "train_per_class": train_per_class,
+        "val_per_class": val_per_class,
+        "size": size,
+        "seed": seed,
+    }
     (out / MARKER).write_text(json.dumps(params, sort_keys=True) + "\n", encoding="utf-8")
-    return SynthResult(out, classes, classes * train_per_class, classes * val_per_class, subset_lines,
-                       time.perf_counter() - start)
+    return SynthResult(
+        out, classes, classes * train_per_class, classes * val_per_class, subset_lines, time.perf_counter() - start
+    )

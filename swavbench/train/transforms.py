@@ -14,7 +14,7 @@ Normalize. The output must have a fixed size so samples batch. Random draws come
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -37,9 +37,56 @@ KNOWN = {
 ImageStep = Callable[[Image.Image, np.random.Generator], Image.Image]
 
 
+@dataclass(frozen=True)
+class RandomResizedCropStep:
+    height: int
+    width: int
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    interpolation: int = Image.BILINEAR
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        left, top, w, h = random_resized_crop_box(rng, img.width, img.height, self.scale, self.ratio)
+        box = (left, top, left + w, top + h)
+        return img.resize((self.width, self.height), self.interpolation, box=box)
+
+
+@dataclass(frozen=True)
+class FlipStep:
+    prob: float = 0.5
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        return img.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < self.prob else img
+
+
+@dataclass(frozen=True)
+class ResizeStep:
+    size: Union[int, tuple[int, int]]  # int: the shorter side; (height, width): exact
+    interpolation: int = Image.BILINEAR
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        if isinstance(self.size, tuple):
+            return img.resize((self.size[1], self.size[0]), self.interpolation)
+        w, h = img.size
+        if w <= h:
+            return img.resize((self.size, int(self.size * h / w)), self.interpolation)
+        return img.resize((int(self.size * w / h), self.size), self.interpolation)
+
+
+@dataclass(frozen=True)
+class CenterCropStep:
+    height: int
+    width: int
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        top = int(round((img.height - self.height) / 2.0))
+        left = int(round((img.width - self.width) / 2.0))
+        return img.crop((left, top, left + self.width, top + self.height))  # zero-padded if smaller
+
+
 @dataclass
 class ClassificationTransform:
-    """Image steps, then ToTensor ([3, H, W] float32 in [0, 1]) and an optional Normalize."""
+    """Image steps, then ToTensor ([3, H, W] float32 in [0, 1]) and an optional Normalize. Picklable."""
 
     steps: list[ImageStep] = field(default_factory=list)
     mean: Optional[np.ndarray] = None
@@ -58,61 +105,33 @@ class ClassificationTransform:
 def _size_pair(name: str, value: Any, where: str) -> tuple[int, int]:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value, value
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
         return int(value[0]), int(value[1])
     raise ConfigError(f"{where}: {name}.size must be a positive int or [height, width], got {value!r}")
 
 
-def _random_resized_crop(args: dict, where: str) -> tuple[ImageStep, tuple[int, int]]:
-    height, width = _size_pair("RandomResizedCrop", args["size"], where)
-    scale = tuple(args.get("scale", (0.08, 1.0)))
-    ratio = tuple(args.get("ratio", (3 / 4, 4 / 3)))
+def _make_step(name: str, args: dict, where: str) -> tuple[ImageStep, Optional[tuple[int, int]]]:
+    """An image step and the output size it fixes (None: not fixed)."""
+    if name == "RandomHorizontalFlip":
+        prob = float(args.get("prob", args.get("p", 0.5)))
+        if not 0 <= prob <= 1:
+            raise ConfigError(f"{where}: RandomHorizontalFlip.prob must be in [0, 1], got {prob}")
+        return FlipStep(prob), None
+    if name == "CenterCrop":
+        size = _size_pair(name, args["size"], where)
+        return CenterCropStep(*size), size
+    interp = _interpolation(args, where)
+    if name == "Resize":
+        size = args["size"]
+        if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            return ResizeStep(size, interp), None
+        size = _size_pair(name, size, where)
+        return ResizeStep(size, interp), size
+    size = _size_pair(name, args["size"], where)  # RandomResizedCrop
+    scale, ratio = tuple(args.get("scale", (0.08, 1.0))), tuple(args.get("ratio", (3 / 4, 4 / 3)))
     if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1 or len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
         raise ConfigError(f"{where}: RandomResizedCrop scale/ratio must be [min, max] ranges")
-    interp = _interpolation(args, where)
-
-    def step(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-        left, top, w, h = random_resized_crop_box(rng, img.width, img.height, scale, ratio)
-        return img.resize((width, height), interp, box=(left, top, left + w, top + h))
-
-    return step, (height, width)
-
-
-def _flip(args: dict, where: str) -> ImageStep:
-    prob = float(args.get("prob", args.get("p", 0.5)))
-    if not 0 <= prob <= 1:
-        raise ConfigError(f"{where}: RandomHorizontalFlip.prob must be in [0, 1], got {prob}")
-
-    def step(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-        return img.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < prob else img
-
-    return step
-
-
-def _resize(args: dict, where: str) -> tuple[ImageStep, Optional[tuple[int, int]]]:
-    size, interp = args["size"], _interpolation(args, where)
-    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
-
-        def shorter_side(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-            w, h = img.size
-            if w <= h:
-                return img.resize((size, int(size * h / w)), interp)
-            return img.resize((int(size * w / h), size), interp)
-
-        return shorter_side, None
-    height, width = _size_pair("Resize", size, where)
-    return (lambda img, rng: img.resize((width, height), interp)), (height, width)
-
-
-def _center_crop(args: dict, where: str) -> tuple[ImageStep, tuple[int, int]]:
-    height, width = _size_pair("CenterCrop", args["size"], where)
-
-    def step(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-        top = int(round((img.height - height) / 2.0))
-        left = int(round((img.width - width) / 2.0))
-        return img.crop((left, top, left + width, top + height))  # zero-padded when the image is smaller
-
-    return step, (height, width)
+    return RandomResizedCropStep(size[0], size[1], scale, ratio, interp), size
 
 
 def _interpolation(args: dict, where: str) -> int:
@@ -127,7 +146,7 @@ def _parse_item(item: Any, where: str) -> tuple[str, dict]:
         item = {item: None}
     if not isinstance(item, dict) or len(item) != 1:
         raise ConfigError(f"{where}: each transform is one `Name: {{args}}` mapping, got {item!r}")
-    (name, args), = item.items()
+    ((name, args),) = item.items()
     if name not in KNOWN:
         raise ConfigError(f"{where}: unknown transform {name!r} (known: {', '.join(KNOWN)})")
     args = dict(args or {})
@@ -139,8 +158,7 @@ def _parse_item(item: Any, where: str) -> tuple[str, dict]:
     return name, args
 
 
-def build_transform(items: Sequence[Any], where: str = "DataLoader.Train.dataset.transform"
-                    ) -> ClassificationTransform:
+def build_transform(items: Sequence[Any], where: str = "DataLoader.Train.dataset.transform") -> ClassificationTransform:
     """Build the pipeline of a PASSL transform list; ConfigError naming an unknown or misplaced transform."""
     if not isinstance(items, (list, tuple)) or not items:
         raise ConfigError(f"{where}: expected a non-empty list of transforms")
@@ -158,21 +176,17 @@ def build_transform(items: Sequence[Any], where: str = "DataLoader.Train.dataset
             pipeline.mean, pipeline.std = mean[:, None, None], std[:, None, None]
         elif stage != "image":
             raise ConfigError(f"{where}: {name} must come before ToTensor")
-        elif name == "RandomResizedCrop":
-            step, size = _random_resized_crop(args, where)
+        else:
+            step, fixed = _make_step(name, args, where)
             pipeline.steps.append(step)
-        elif name == "RandomHorizontalFlip":
-            pipeline.steps.append(_flip(args, where))
-        elif name == "Resize":
-            step, size = _resize(args, where)
-            pipeline.steps.append(step)
-        elif name == "CenterCrop":
-            step, size = _center_crop(args, where)
-            pipeline.steps.append(step)
+            if name != "RandomHorizontalFlip":  # a flip keeps the size; any other step sets it
+                size = fixed
     if stage != "tensor":
         raise ConfigError(f"{where}: the list needs ToTensor")
     if size is None:
-        raise ConfigError(f"{where}: output size is not fixed: end with RandomResizedCrop, CenterCrop "
-                          "or Resize [h, w] so samples batch")
+        raise ConfigError(
+            f"{where}: output size is not fixed: end with RandomResizedCrop, CenterCrop "
+            "or Resize [h, w] so samples batch"
+        )
     pipeline.output_size = size
     return pipeline

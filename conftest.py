@@ -1,0 +1,3 @@
+"""Registers the swavbench pytest plugin (options --swavbench-*, the `swavbench` fixture, markers)."""
+
+pytest_plugins = ["swavbench.plugin"]

@@ -1,0 +1,132 @@
+"""`swavbench update-baseline CASE... [--all] [--from LOGDIR] [--profile cpu|gpu] [--baseline-dir DIR]`.
+
+Runs each case (or reads a finished log: a run folder `reports/runs/<id>/` or a launch log dir), shows the
+old -> new diff and writes `baselines/<this machine's profile>/<case>.json` atomically. A failed run
+(crash, hang, NaN, missing marker) is refused: exit 2, nothing written. A baseline's tolerances are kept
+when it is re-recorded (they are a decision, not a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Optional
+
+from swavbench.baselines import Baseline, baseline_path, diff_baselines, load_baseline, write_baseline
+from swavbench.cases import CASES, Case, Plan, marker_for, plan_for, resolve_case, skip_reason
+from swavbench.commands.run import add_case_options
+from swavbench.errors import BaselineError, RunFailed, SwavbenchError
+from swavbench.logparse import parse_log_file, resolve_logdir
+from swavbench.metrics import RunAnalysis, analyse_logdir
+from swavbench.runs import execute, git_commit, profile_of, update_command
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("update-baseline", help="record a case's baseline on this machine")
+    parser.add_argument("cases", nargs="*", metavar="CASE", help="case ids or PASSL long names")
+    parser.add_argument("--all", action="store_true", help="every case that can run here")
+    parser.add_argument("--from", dest="from_dir", type=Path, default=None, metavar="LOGDIR",
+                        help="record from a finished run folder or launch log dir instead of running")
+    parser.add_argument("--marker", default=None, help="marker for a raw log dir without run header")
+    parser.add_argument("--machine-profile", default=None, metavar="KEY",
+                        help="baseline profile folder (default: this machine's, or the run record's)")
+    add_case_options(parser)
+    parser.set_defaults(func=run)
+
+
+def _old(path: Path) -> Optional[Baseline]:
+    if not path.exists():
+        return None
+    try:
+        return load_baseline(path)
+    except BaselineError as err:
+        print(f"replacing an unreadable baseline: {err}")
+        return None
+
+
+def _refuse(case: Case, a: RunAnalysis, where: str) -> None:
+    if a.failure is not None:
+        raise RunFailed(a.failure.kind, f"refusing to record a failed run of {case.id} ({where}): {a.failure}")
+
+
+def _from_dir(args: argparse.Namespace, plan: Plan) -> tuple[RunAnalysis, str, dict]:
+    """(analysis, profile, provenance extras) of a finished run folder or raw launch log dir."""
+    root, case = args.from_dir, plan.case
+    record_file = root / "result.json"
+    if record_file.is_file():
+        rec = json.loads(record_file.read_text(encoding="utf-8"))
+        if rec.get("case") != case.id:
+            raise SwavbenchError(f"{record_file} is a run of {rec.get('case')}, not {case.id}")
+        if rec.get("status") == "failed":
+            raise RunFailed((rec.get("failure") or {}).get("kind") or "failed",
+                            f"refusing to record a failed run ({record_file}): {rec.get('message')}")
+        a = analyse_logdir(root, rec["metrics"]["marker"], plan.warmup_lines, case.metric)
+        _refuse(case, a, str(root))
+        return a, args.machine_profile or rec["profile"], {"run_id": rec.get("run_id"),
+                                                            "run_command": rec.get("command")}
+    logs = resolve_logdir(root)
+    header = parse_log_file(logs / "workerlog.0").header if (logs / "workerlog.0").exists() else None
+    marker = args.marker
+    if marker is None and header and header.get("iters_per_epoch"):
+        marker = marker_for(plan.marker_step, int(header["iters_per_epoch"]))
+    if marker is None and plan.device_profile == "gpu":
+        marker = case.gpu_marker
+    if marker is None:
+        raise SwavbenchError(f"{root}: no run header to find the marker; pass --marker ITER/ITERS")
+    a = analyse_logdir(logs, marker, plan.warmup_lines, case.metric)
+    _refuse(case, a, str(root))
+    return a, args.machine_profile or profile_of(plan, header), {"source": str(root)}
+
+
+def _from_run(args: argparse.Namespace, plan: Plan) -> tuple[RunAnalysis, str, dict]:
+    outcome = execute(plan, args.baseline_dir, args.reports_dir, allow_mismatch=True)
+    if outcome.verdict.status == "failed":
+        print(outcome.text())
+        raise RunFailed(outcome.verdict.failure_kind or "failed",
+                        f"refusing to record a failed run of {plan.case.id}: {outcome.verdict.message}")
+    print(f"run {outcome.run_id}: {outcome.verdict.status} vs the old baseline ({outcome.verdict.message})")
+    return outcome.analysis, args.machine_profile or outcome.profile, {
+        "run_id": outcome.run_id, "run_command": outcome.record["command"]}
+
+
+def record(args: argparse.Namespace, case: Case) -> Path:
+    """Run (or read) one case and write its baseline; returns the path written."""
+    plan = plan_for(case.id, args.profile, args.data_root, timeout_s=args.timeout, stall_s=args.stall)
+    a, profile, extra = _from_dir(args, plan) if args.from_dir else _from_run(args, plan)
+    s = a.summary
+    path = baseline_path(args.baseline_dir, profile, case.id)
+    old = _old(path)
+    header = (a.logs[0].header if a.logs.get(0) else None) or {}
+    provenance = {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git_commit(),
+                  "paddle_version": header.get("paddle_version"), "machine": socket.gethostname(),
+                  "command": update_command(plan, args.baseline_dir), "device_profile": plan.device_profile,
+                  "topology": f"{plan.scale.nnodes}x{plan.scale.devices_per_node}", "notes": list(plan.notes),
+                  "run_id": None, **extra}
+    new = Baseline(case.id, profile, {"loss": s.loss, "ips": s.ips, "max_mem": s.max_mem, "marker": s.marker},
+                   dict(old.tolerances) if old else plan.tolerances.as_dict(), provenance, case.passl_name)
+    print("\n".join(diff_baselines(old, new)))
+    write_baseline(path, new)
+    print(f"wrote {path}")
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.all and args.cases:
+        raise SwavbenchError("give CASE names or --all, not both")
+    cases = list(CASES) if args.all else [resolve_case(n) for n in args.cases]
+    if not cases:
+        raise SwavbenchError(f"name a case or pass --all; known: {', '.join(c.id for c in CASES)}")
+    if args.from_dir and len(cases) != 1:
+        raise SwavbenchError("--from reads one finished run: name exactly one case")
+    for case in cases:
+        reason = skip_reason(case)
+        if reason and args.all:
+            print(f"skipped {case.id}: {reason}")
+            continue
+        if reason:
+            raise SwavbenchError(f"cannot record {case.id} here: {reason}")
+        record(args, case)
+    return 0

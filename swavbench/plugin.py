@@ -1,0 +1,134 @@
+"""pytest plugin: the `swavbench` fixture that runs a case and turns its verdict into pass / fail / skip.
+
+Registered by the top-level conftest.py (`pytest_plugins = ["swavbench.plugin"]`), or `-p swavbench.plugin`.
+Options mirror `swavbench run`: --swavbench-profile, --swavbench-baseline-dir, --swavbench-allow-mismatch,
+--swavbench-reports-dir, --swavbench-data-root, --swavbench-update-baseline (record instead of judging),
+--swavbench-worker (the rank command; default `swavbench train`). A failing case's message is the verdict
+table plus the advice line; a case that cannot run on this build is skipped with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from swavbench import cases, runs
+from swavbench.cases import DEVICE_PROFILES, Plan
+
+MARKERS = {
+    "gpu": "needs a CUDA GPU (skipped when paddle sees none)",
+    "multinode": "runs several paddle.distributed.launch processes (simulated nodes)",
+    "slow": "takes more than ~10 s (launches real training ranks)",
+    "e2e": "end to end with the real trainer on CPU (deselected by default: pytest -m e2e)",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("swavbench", "swavbench cases (same options as `swavbench run`)")
+    group.addoption("--swavbench-profile", choices=("auto",) + DEVICE_PROFILES, default="auto",
+                    help="device profile that scales the cases (default: gpu if paddle sees one, else cpu)")
+    group.addoption("--swavbench-baseline-dir", type=Path, default=runs.BASELINES_DIR, metavar="DIR",
+                    help="baselines root holding <profile>/<case>.json")
+    group.addoption("--swavbench-reports-dir", type=Path, default=runs.REPORTS_DIR, metavar="DIR",
+                    help="where runs/<run-id>/ are kept")
+    group.addoption("--swavbench-allow-mismatch", action="store_true",
+                    help="compare even against a baseline from another profile or paddle version")
+    group.addoption("--swavbench-update-baseline", action="store_true",
+                    help="record each case's baseline from this run instead of judging it")
+    group.addoption("--swavbench-data-root", type=Path, default=None, metavar="DIR",
+                    help="dataset root (default on cpu: the cached synthetic set, made once)")
+    group.addoption("--swavbench-worker", default=None, metavar="CMD",
+                    help="command each rank runs instead of `swavbench train` (e.g. a stand-in worker)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("gpu") is not None:
+        from swavbench.baselines import detect_gpu
+
+        if not detect_gpu():
+            pytest.skip("needs a CUDA GPU: paddle sees none here")
+
+
+class Session:
+    """Runs cases for tests, once per (case, overrides) per pytest session."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        opt = config.getoption
+        self.config = config
+        profile = opt("swavbench_profile")
+        self.device_profile = None if profile == "auto" else profile
+        self.baseline_dir: Path = opt("swavbench_baseline_dir")
+        self.reports_dir: Path = opt("swavbench_reports_dir")
+        self.allow_mismatch: bool = opt("swavbench_allow_mismatch")
+        self.update: bool = opt("swavbench_update_baseline")
+        self.data_root: Optional[Path] = opt("swavbench_data_root")
+        worker = opt("swavbench_worker")
+        self.worker = shlex.split(worker) if worker else None
+        self._runs: dict[tuple, runs.Outcome] = {}
+
+    def plan(self, case_id: str, *overrides: str) -> Plan:
+        """The case scaled to this session's profile (the CPU dataset is made once and cached)."""
+        return cases.plan_for(case_id, self.device_profile, self.data_root, overrides)
+
+    def run(self, case_id: str, *overrides: str) -> runs.Outcome:
+        """Run a case (or reuse this session's run of it), showing live progress on the terminal."""
+        key = (case_id, overrides)
+        if key not in self._runs:
+            plan = self.plan(case_id, *overrides)
+            if plan.skip_reason:
+                pytest.skip(plan.skip_reason)
+            with self._uncaptured():
+                sys.stdout.write("\n")
+                self._runs[key] = runs.execute(plan, self.baseline_dir, self.reports_dir, self.allow_mismatch,
+                                               self.worker, stream=sys.stdout)
+        return self._runs[key]
+
+    def _uncaptured(self):
+        """Write straight to the terminal (live progress, baseline diffs), past pytest's capture."""
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        return capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
+
+    def check(self, case_id: str, *overrides: str) -> runs.Outcome:
+        """Run and judge: pytest.fail with the verdict table and advice unless the case passes."""
+        outcome = self.run(case_id, *overrides)
+        if self.update:
+            return self._record(outcome)
+        if outcome.exit_code != 0:
+            pytest.fail(outcome.text(), pytrace=False)
+        return outcome
+
+    def _record(self, outcome: runs.Outcome) -> runs.Outcome:
+        import argparse
+
+        from swavbench.commands import update_baseline
+
+        if outcome.verdict.status == "failed":
+            pytest.fail("refusing to record a failed run:\n" + outcome.text(), pytrace=False)
+        args = argparse.Namespace(from_dir=outcome.run_dir, marker=None, machine_profile=None,
+                                  profile=outcome.plan.device_profile, data_root=self.data_root,
+                                  baseline_dir=self.baseline_dir, reports_dir=self.reports_dir,
+                                  timeout=None, stall=None)
+        with self._uncaptured():
+            update_baseline.record(args, outcome.plan.case)
+        return outcome
+
+
+@pytest.fixture(scope="session")
+def swavbench(pytestconfig: pytest.Config) -> Session:
+    """Run swavbench cases: `swavbench.check("swav_pt_1n8c_fp16o1")` fails the test unless the case passes."""
+    return Session(pytestconfig)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    profile = config.getoption("swavbench_profile")
+    return [f"swavbench: profile {profile}, baselines {config.getoption('swavbench_baseline_dir')}"]

@@ -1,0 +1,120 @@
+"""Case specs and device profiles: ids, markers, scaling, skips (no launch)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from swavbench import cases
+from swavbench.config import CONFIG_DIR
+from swavbench.errors import SwavbenchError
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    for cls, n in (("a", 1800), ("b", 1200)):
+        folder = root / "train" / cls
+        folder.mkdir(parents=True)
+        for i in range(n):
+            (folder / f"{i}.JPEG").touch()
+    (root / "val" / "a").mkdir(parents=True)
+    (root / "val" / "a" / "x.JPEG").touch()  # val/ is not counted: the trainer reads <root>/train
+    (root / "train" / "a" / "notes.txt").touch()
+    return root
+
+
+def test_the_four_passl_cases_exist():
+    assert cases.case_ids() == ["swav_pt_1n8c_fp16o1", "swav_lp_1n8c_fp32", "swav_ft_1n4c_fp32",
+                                "swav_pt_4n32c_fp16o1"]
+    for case in cases.CASES:
+        assert (CONFIG_DIR / f"{case.config}.yaml").is_file() and case.passl_name == case.config
+        for scale in (case.gpu, case.cpu):
+            assert (scale.max_train_step - 1) % scale.print_batch_step == 0, case.id  # the marker is logged
+
+
+@pytest.mark.parametrize("name", ["swav_pt_1n8c_fp16o1", "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1"])
+def test_short_and_long_names_resolve(name):
+    assert cases.resolve_case(name).id == "swav_pt_1n8c_fp16o1"
+
+
+def test_unknown_case_lists_the_known_ones():
+    with pytest.raises(SwavbenchError) as err:
+        cases.resolve_case("swav_pt_9n9c")
+    assert "known cases: swav_pt_1n8c_fp16o1, swav_lp_1n8c_fp32" in str(err.value)
+    assert err.value.exit_code == 3
+
+
+def test_unknown_case_on_the_cli_is_one_line_exit_3():
+    out = subprocess.run([sys.executable, "-m", "swavbench.cli", "run", "nope", "--profile", "cpu"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 3
+    errors = [line for line in out.stderr.splitlines() if line.startswith("swavbench: error:")]
+    assert len(errors) == 1 and "known cases:" in errors[0] and "Traceback" not in out.stderr
+
+
+def test_gpu_plan_is_passl_ci(data_root):
+    p = cases.plan(cases.resolve_case("swav_pt_1n8c_fp16o1"), "gpu")
+    assert p.marker == "200/2599" and p.marker_step == 201 and p.train_profile is None
+    assert "Global.print_batch_step=20" in p.overrides and "Global.max_train_step=201" in p.overrides
+    assert "Global.deterministic=True" in p.overrides and p.tolerances.ips_pct == 5.0
+    assert (p.scale.nnodes, p.scale.devices_per_node) == (1, 8)
+    ft = cases.plan(cases.resolve_case("swav_ft_1n4c_fp32"), "gpu")
+    assert ft.marker == "120/126" and ft.world_size == 4
+
+
+def test_cpu_plan_computes_the_marker_from_the_dataset(data_root):
+    p = cases.plan(cases.resolve_case("swav_pt_1n8c_fp16o1"), "cpu", data_root)
+    # 3000 train images // (batch 8 x 8 ranks) = 46 iters; step 21 is iter 20
+    assert p.marker == "20/46" and p.marker_step == 21 and p.train_profile == "cpu"
+    assert f"DataLoader.Train.dataset.root={data_root}" in p.overrides
+    assert p.train_args()[:4] == ["-c", "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1", "--profile", "cpu"]
+    assert p.tolerances.ips_pct < (1 - 1 / 1.1) * 100  # so a baseline 10% off either way fails
+    assert p.tolerances.loss == "exact" and p.tolerances.max_mem == "exact"
+
+
+def test_multinode_case_scales_down_on_cpu_and_says_so(data_root):
+    p = cases.plan(cases.resolve_case("swav_pt_4n32c_fp16o1"), "cpu", data_root)
+    assert p.case.multinode and p.scale.nnodes == 4 and p.scale.devices_per_node < 8
+    assert any("not x 8" in n for n in p.notes)
+    assert p.marker == f"10/{3000 // (8 * p.world_size)}"
+
+
+def test_too_small_dataset_is_a_clear_error(tmp_path):
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    (tmp_path / "train" / "a" / "1.jpg").touch()
+    with pytest.raises(SwavbenchError, match="1 images give 0 iters/epoch"):
+        cases.plan(cases.resolve_case("swav_pt_1n8c_fp16o1"), "cpu", tmp_path)
+
+
+@pytest.mark.parametrize("case_id", ["swav_lp_1n8c_fp32", "swav_ft_1n4c_fp32"])
+def test_classification_cases_are_skipped_with_a_reason(case_id, data_root):
+    p = cases.plan(cases.resolve_case(case_id), "cpu", data_root)
+    assert p.skip_reason and "pre-trained" in p.skip_reason and "issue 4" in p.skip_reason
+    assert cases.skip_reason(cases.resolve_case("swav_pt_1n8c_fp16o1")) is None
+
+
+def test_overrides_append_and_marker_helper(data_root):
+    p = cases.plan(cases.resolve_case("swav_pt_1n8c_fp16o1"), "cpu", data_root)
+    q = cases.with_overrides(p, "Optimizer.LRScheduler.learning_rate=0.7")
+    assert q.overrides[-1] == "Optimizer.LRScheduler.learning_rate=0.7" and q.marker == p.marker
+    assert cases.marker_for(201, 2599) == "200/2599" and cases.marker_for(47, 46) == "0/46"
+    assert cases.count_images(data_root) == 3000
+
+
+def test_unknown_profile():
+    with pytest.raises(SwavbenchError, match="unknown device profile"):
+        cases.plan(cases.CASES[0], "tpu")
+
+
+def test_dataset_is_generated_once(tmp_path):
+    spec = cases.SynthData(classes=2, train_per_class=3, val_per_class=1, size=16, seed=1)
+    root = cases.ensure_dataset(spec, tmp_path)
+    assert cases.count_images(root) == 6 and root.name == spec.key
+    stamp = (root / "synth.json").stat().st_mtime_ns
+    assert cases.ensure_dataset(spec, tmp_path) == root
+    assert (root / "synth.json").stat().st_mtime_ns == stamp
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left

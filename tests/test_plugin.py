@@ -1,0 +1,104 @@
+"""The pytest plugin, driven from outside: pytest in a subprocess (pytester) on the real cases/ file with the
+fake worker standing in for the trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from swavbench.config import REPO_ROOT
+
+FAKE = Path(__file__).resolve().parent / "fake_worker.py"
+CASES_FILE = REPO_ROOT / "cases" / "test_cases.py"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fakedata")
+    (root / "train" / "a").mkdir(parents=True)
+    for i in range(1536):
+        (root / "train" / "a" / f"{i}.jpg").touch()
+    return root
+
+
+@pytest.fixture
+def run_cases(pytester: pytest.Pytester, data_root: Path, tmp_path: Path):
+    """pytest cases/ in a subprocess with the fake worker, a private baseline dir and reports dir."""
+    def go(*args: str, baselines: Path = tmp_path / "baselines") -> pytest.RunResult:
+        return pytester.runpytest_subprocess(
+            str(CASES_FILE), "-p", "no:cacheprovider", "--rootdir", str(REPO_ROOT),
+            "--swavbench-profile", "cpu", "--swavbench-worker", f"{FAKE} train",
+            "--swavbench-data-root", str(data_root), "--swavbench-baseline-dir", str(baselines),
+            "--swavbench-reports-dir", str(tmp_path / "reports"), *args, timeout=300)
+    return go
+
+
+def test_k_selects_one_case_and_no_baseline_fails_with_the_command(run_cases):
+    result = run_cases("-k", "swav_pt_1n8c_fp16o1")
+    result.assert_outcomes(failed=1, deselected=3)
+    result.stdout.fnmatch_lines([
+        "*test_case?swav_pt_1n8c_fp16o1?*",
+        "*NO_BASELINE: no baseline for swav_pt_1n8c_fp16o1*",
+        "*what to do: record one: swavbench update-baseline swav_pt_1n8c_fp16o1 --profile cpu --baseline-dir*",
+    ])
+    assert "Traceback" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*[[]swav_pt_1n8c_fp16o1[]] step 21/21*"])  # live progress, one line a step
+
+
+def test_record_then_pass_then_regression(run_cases, monkeypatch):
+    run_cases("-k", "swav_pt_1n8c_fp16o1", "--swavbench-update-baseline").assert_outcomes(passed=1, deselected=3)
+    run_cases("-k", "swav_pt_1n8c_fp16o1").assert_outcomes(passed=1, deselected=3)
+    monkeypatch.setenv("FAKE_IPS_SCALE", "0.8")
+    result = run_cases("-k", "swav_pt_1n8c_fp16o1")
+    result.assert_outcomes(failed=1, deselected=3)
+    result.stdout.fnmatch_lines([
+        "*metric*baseline*measured*diff*tolerance*verdict*",
+        "*ips*640*512*-20.00%*8%*fail*",
+        "*REGRESSION: ips 20.0% slower than baseline*",
+        "*what to do: 20.0% slower than baseline*",
+    ])
+    assert result.ret == 1
+
+
+def test_crashed_rank_is_named(run_cases, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKE_CRASH_RANK", "6")
+    monkeypatch.setenv("FAKE_CRASH_STEP", "5")
+    monkeypatch.setenv("FAKE_SYNC_DIR", str(tmp_path))
+    result = run_cases("-k", "swav_pt_1n8c_fp16o1")
+    result.assert_outcomes(failed=1, deselected=3)
+    result.stdout.fnmatch_lines(["*FAILED: run failed (rank_died): rank 6 exited with code 1*"])
+
+
+def test_classification_cases_skip_with_their_reason(run_cases):
+    result = run_cases("-k", "lp or ft", "-rs")
+    result.assert_outcomes(skipped=2, deselected=2)
+    result.stdout.fnmatch_lines(["*SKIPPED*swav_lp_1n8c_fp32 needs a pre-trained SwAV checkpoint*"])
+
+
+def test_multinode_case_runs_as_four_launchers(run_cases):
+    result = run_cases("-k", "swav_pt_4n32c_fp16o1", "--swavbench-update-baseline")
+    result.assert_outcomes(passed=1, deselected=3)
+    result.stdout.fnmatch_lines(["*new baseline cpu-*/swav_pt_4n32c_fp16o1:*"])
+
+
+def test_e2e_marker_is_deselected_by_default(pytester: pytest.Pytester):
+    pytester.makeini((REPO_ROOT / "pytest.ini").read_text())
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.e2e
+        def test_long():
+            pass
+
+        @pytest.mark.gpu
+        def test_gpu():
+            pass
+
+        def test_fast(swavbench):
+            assert swavbench.baseline_dir.name == "baselines"
+    """)
+    result = pytester.runpytest_subprocess("-p", "swavbench.plugin", "-rs")
+    result.assert_outcomes(passed=1, skipped=1, deselected=1)
+    result.stdout.fnmatch_lines(["*needs a CUDA GPU*"])
+    pytester.runpytest_subprocess("-p", "swavbench.plugin", "-m", "e2e").assert_outcomes(passed=1, deselected=2)
