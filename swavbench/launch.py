@@ -32,10 +32,27 @@ from swavbench.progress import Progress
 
 TOKEN_ENV = procs.TOKEN_ENV
 SCRUB_ENV = (
-    "PADDLE_MASTER", "PADDLE_NNODES", "PADDLE_RANK", "PADDLE_TRAINER_ID", "PADDLE_LOG_DIR", "PADDLE_DEVICES",
-    "PADDLE_NPROC_PER_NODE", "PADDLE_JOB_ID", "PADDLE_MAX_RESTART", "PADDLE_RUN_MODE", "PADDLE_ELASTIC_LEVEL",
-    "PADDLE_GLOBAL_RANK", "PADDLE_LOCAL_RANK", "PADDLE_GLOBAL_SIZE", "PADDLE_LOCAL_SIZE", "PADDLE_TRAINERS_NUM",
-    "PADDLE_TRAINER_ENDPOINTS", "PADDLE_CURRENT_ENDPOINT", "PADDLE_RANK_IN_NODE", "POD_IP", "PADDLE_IPS",
+    "PADDLE_MASTER",
+    "PADDLE_NNODES",
+    "PADDLE_RANK",
+    "PADDLE_TRAINER_ID",
+    "PADDLE_LOG_DIR",
+    "PADDLE_DEVICES",
+    "PADDLE_NPROC_PER_NODE",
+    "PADDLE_JOB_ID",
+    "PADDLE_MAX_RESTART",
+    "PADDLE_RUN_MODE",
+    "PADDLE_ELASTIC_LEVEL",
+    "PADDLE_GLOBAL_RANK",
+    "PADDLE_LOCAL_RANK",
+    "PADDLE_GLOBAL_SIZE",
+    "PADDLE_LOCAL_SIZE",
+    "PADDLE_TRAINERS_NUM",
+    "PADDLE_TRAINER_ENDPOINTS",
+    "PADDLE_CURRENT_ENDPOINT",
+    "PADDLE_RANK_IN_NODE",
+    "POD_IP",
+    "PADDLE_IPS",
 )
 FAILED_RE = re.compile(r"Container rank (\d+) status failed cmd .* code (-?\d+) log (\S+)")
 
@@ -119,8 +136,17 @@ def cluster_from_env(environ: Mapping[str, str]) -> dict:
 
 def build_command(spec: LaunchSpec, node: int, master: Optional[str], job_id: str) -> list[str]:
     """The launcher argv of one node (no shell)."""
-    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--log_dir", str(spec.node_dir(node)),
-           "--max_restart", "0", "--job_id", job_id]
+    cmd = [
+        sys.executable,
+        "-m",
+        "paddle.distributed.launch",
+        "--log_dir",
+        str(spec.node_dir(node)),
+        "--max_restart",
+        "0",
+        "--job_id",
+        job_id,
+    ]
     cmd += ["--devices", spec.devices] if spec.devices else ["--nproc_per_node", str(spec.nproc_per_node)]
     if spec.nnodes > 1:
         cmd += ["--nnodes", str(spec.nnodes), "--master", str(master)]
@@ -132,8 +158,14 @@ def build_command(spec: LaunchSpec, node: int, master: Optional[str], job_id: st
 def launcher_env(spec: LaunchSpec, token: str, base: Optional[Mapping[str, str]] = None) -> dict:
     """The launchers' env: ours minus launch's overriding variables, plus threads, the token, spec.env."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in SCRUB_ENV}
-    env.update({"OMP_NUM_THREADS": str(spec.threads), "MKL_NUM_THREADS": str(spec.threads),
-                "PYTHONUNBUFFERED": "1", TOKEN_ENV: token})
+    env.update(
+        {
+            "OMP_NUM_THREADS": str(spec.threads),
+            "MKL_NUM_THREADS": str(spec.threads),
+            "PYTHONUNBUFFERED": "1",
+            TOKEN_ENV: token,
+        }
+    )
     env.update(spec.env)
     return env
 
@@ -144,8 +176,10 @@ def _master_for(spec: LaunchSpec) -> Optional[str]:
     if spec.master:
         host, _, port = spec.master.rpartition(":")
         if host in ("127.0.0.1", "localhost") and not procs.port_is_free(int(port)):
-            raise EnvironmentProblem(f"master port {spec.master} is already in use on this machine "
-                                     f"({procs.port_owner(int(port))}); pick another or free it")
+            raise EnvironmentProblem(
+                f"master port {spec.master} is already in use on this machine "
+                f"({procs.port_owner(int(port))}); pick another or free it"
+            )
         return spec.master
     return f"127.0.0.1:{procs.pick_free_port()}"
 
@@ -169,8 +203,9 @@ def run(spec: LaunchSpec, progress: Optional[Progress] = None) -> LaunchResult:
             spec.node_dir(node).mkdir(parents=True, exist_ok=True)
             handle = open(spec.log_dir / f"launcher.{max(node, 0)}.log", "wb")
             handles.append(handle)
-            launchers[node] = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=handle,
-                                               stderr=subprocess.STDOUT, start_new_session=True)
+            launchers[node] = subprocess.Popen(
+                cmd, env=env, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            )
             result.log_dirs[node] = spec.node_dir(node)
         _watch(spec, launchers, token, result, progress)
     except KeyboardInterrupt:
@@ -180,13 +215,16 @@ def run(spec: LaunchSpec, progress: Optional[Progress] = None) -> LaunchResult:
         result.status, result.message = "interrupted", "terminated (SIGTERM): every rank was stopped"
         raise SystemExit(143) from None
     finally:
+        masked = _mask_signals()  # a second Ctrl-C / SIGTERM must not interrupt the cleanup itself
         result.strays = _cleanup(spec, launchers, token, result)
         for handle in handles:
             handle.close()
         result.survivors = [p.describe() for p in procs.find(token)]
-        if master:
-            result.port_free = procs.port_is_free(int(master.rpartition(":")[2]))
+        used = master or _paddle_master(spec)
+        if used:
+            result.port_free = procs.port_is_free(int(used.rpartition(":")[2]))
         result.finished = time.time()
+        _restore_signals(masked)
         _restore_sigterm(old_handler)
         if progress is not None:
             progress.close()
@@ -203,13 +241,29 @@ def _install_sigterm():
     return signal.signal(signal.SIGTERM, handler)
 
 
+def _mask_signals() -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(saved: dict) -> None:
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
 def _restore_sigterm(old) -> None:
     if old is not None:
         signal.signal(signal.SIGTERM, old)
 
 
-def _watch(spec: LaunchSpec, launchers: dict[int, subprocess.Popen], token: str, result: LaunchResult,
-           progress: Optional[Progress]) -> None:
+def _watch(
+    spec: LaunchSpec,
+    launchers: dict[int, subprocess.Popen],
+    token: str,
+    result: LaunchResult,
+    progress: Optional[Progress],
+) -> None:
     """Poll until every launcher exited, or the timeout / watchdog / a peer failure ends the run."""
     start = last_change = time.monotonic()
     sizes: dict[Path, int] = {}
@@ -268,6 +322,15 @@ def _grew(dirs, sizes: dict[Path, int]) -> bool:
     return changed
 
 
+def _paddle_master(spec: LaunchSpec) -> Optional[str]:
+    """The master host:port launch picked itself (single node), from its `envlog.0`."""
+    try:
+        text = (spec.node_dir(spec.node_ranks[0]) / "envlog.0").read_text(errors="replace")
+    except OSError:
+        return None
+    return next((line.split("=", 1)[1] for line in text.splitlines() if line.startswith("PADDLE_MASTER=")), None)
+
+
 def rank_map(node_dir: Path) -> dict[int, int]:
     """local rank -> global rank of one node, from launch's `envlog.<local>` files."""
     out = {}
@@ -315,12 +378,16 @@ def _judge_exits(spec: LaunchSpec, result: LaunchResult) -> None:
         result.status, result.message = "completed", f"all {len(ranks)} ranks exited 0"
     elif bad:
         result.status, result.failed_rank = "failed", bad[0].rank
-        result.message = "; ".join(f"rank {r.rank} exited with code {r.exit_code}{procs.signal_name(r.exit_code)}"
-                                   for r in bad)
+        result.message = "; ".join(
+            f"rank {r.rank} exited with code {r.exit_code}{procs.signal_name(r.exit_code)}" for r in bad
+        )
     else:
         result.status = "launch_error"
-        result.message = "launcher exited " + ", ".join(
-            f"node {n}: {c}" for n, c in result.returncodes.items()) + " before any rank failed"
+        result.message = (
+            "launcher exited "
+            + ", ".join(f"node {n}: {c}" for n, c in result.returncodes.items())
+            + " before any rank failed"
+        )
 
 
 def _diagnose(spec: LaunchSpec, token: str, result: LaunchResult) -> list[RankExit]:
@@ -338,8 +405,7 @@ def _diagnose(spec: LaunchSpec, token: str, result: LaunchResult) -> list[RankEx
     return ranks
 
 
-def _cleanup(spec: LaunchSpec, launchers: dict[int, subprocess.Popen], token: str,
-             result: LaunchResult) -> list[str]:
+def _cleanup(spec: LaunchSpec, launchers: dict[int, subprocess.Popen], token: str, result: LaunchResult) -> list[str]:
     """SIGTERM (+SIGCONT) launchers and every token process, SIGKILL what remains; return strays killed."""
     running = [p for p in launchers.values() if p.poll() is None]
     strays = [] if running else [p.describe() for p in procs.find(token)]
@@ -358,12 +424,6 @@ def _cleanup(spec: LaunchSpec, launchers: dict[int, subprocess.Popen], token: st
         except subprocess.TimeoutExpired:
             pass
     return strays
-
-
-def launched_ranks(spec: LaunchSpec) -> int:
-    """How many ranks this machine runs."""
-    per_node = len(spec.devices.split(",")) if spec.devices else spec.nproc_per_node
-    return per_node * len(spec.node_ranks)
 
 
 def default_worker(train_args: Sequence[str]) -> tuple[str, ...]:

@@ -17,8 +17,9 @@ from typing import Optional
 
 import pytest
 
-from swavbench import cases, runs
+from swavbench import cases, runner, runs
 from swavbench.cases import DEVICE_PROFILES, Plan
+from swavbench.errors import SwavbenchError
 
 MARKERS = {
     "gpu": "needs a CUDA GPU (skipped when paddle sees none)",
@@ -30,20 +31,49 @@ MARKERS = {
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("swavbench", "swavbench cases (same options as `swavbench run`)")
-    group.addoption("--swavbench-profile", choices=("auto",) + DEVICE_PROFILES, default="auto",
-                    help="device profile that scales the cases (default: gpu if paddle sees one, else cpu)")
-    group.addoption("--swavbench-baseline-dir", type=Path, default=runs.BASELINES_DIR, metavar="DIR",
-                    help="baselines root holding <profile>/<case>.json")
-    group.addoption("--swavbench-reports-dir", type=Path, default=runs.REPORTS_DIR, metavar="DIR",
-                    help="where runs/<run-id>/ are kept")
-    group.addoption("--swavbench-allow-mismatch", action="store_true",
-                    help="compare even against a baseline from another profile or paddle version")
-    group.addoption("--swavbench-update-baseline", action="store_true",
-                    help="record each case's baseline from this run instead of judging it")
-    group.addoption("--swavbench-data-root", type=Path, default=None, metavar="DIR",
-                    help="dataset root (default on cpu: the cached synthetic set, made once)")
-    group.addoption("--swavbench-worker", default=None, metavar="CMD",
-                    help="command each rank runs instead of `swavbench train` (e.g. a stand-in worker)")
+    group.addoption(
+        "--swavbench-profile",
+        choices=("auto",) + DEVICE_PROFILES,
+        default="auto",
+        help="device profile that scales the cases (default: gpu if paddle sees one, else cpu)",
+    )
+    group.addoption(
+        "--swavbench-baseline-dir",
+        type=Path,
+        default=runner.BASELINES_DIR,
+        metavar="DIR",
+        help="baselines root holding <profile>/<case>.json",
+    )
+    group.addoption(
+        "--swavbench-reports-dir",
+        type=Path,
+        default=runs.REPORTS_DIR,
+        metavar="DIR",
+        help="where runs/<run-id>/ are kept",
+    )
+    group.addoption(
+        "--swavbench-allow-mismatch",
+        action="store_true",
+        help="compare even against a baseline from another profile or paddle version",
+    )
+    group.addoption(
+        "--swavbench-update-baseline",
+        action="store_true",
+        help="record each case's baseline from this run instead of judging it",
+    )
+    group.addoption(
+        "--swavbench-data-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="dataset root (default on cpu: the cached synthetic set, made once)",
+    )
+    group.addoption(
+        "--swavbench-worker",
+        default=None,
+        metavar="CMD",
+        help="command each rank runs instead of `swavbench train` (e.g. a stand-in worker)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -74,13 +104,13 @@ class Session:
         self.data_root: Optional[Path] = opt("swavbench_data_root")
         worker = opt("swavbench_worker")
         self.worker = shlex.split(worker) if worker else None
-        self._runs: dict[tuple, runs.Outcome] = {}
+        self._runs: dict[tuple, runner.Outcome] = {}
 
     def plan(self, case_id: str, *overrides: str) -> Plan:
         """The case scaled to this session's profile (the CPU dataset is made once and cached)."""
         return cases.plan_for(case_id, self.device_profile, self.data_root, overrides)
 
-    def run(self, case_id: str, *overrides: str) -> runs.Outcome:
+    def run(self, case_id: str, *overrides: str) -> runner.Outcome:
         """Run a case (or reuse this session's run of it), showing live progress on the terminal."""
         key = (case_id, overrides)
         if key not in self._runs:
@@ -89,8 +119,9 @@ class Session:
                 pytest.skip(plan.skip_reason)
             with self._uncaptured():
                 sys.stdout.write("\n")
-                self._runs[key] = runs.execute(plan, self.baseline_dir, self.reports_dir, self.allow_mismatch,
-                                               self.worker, stream=sys.stdout)
+                self._runs[key] = runner.execute(
+                    plan, self.baseline_dir, self.reports_dir, self.allow_mismatch, self.worker, stream=sys.stdout
+                )
         return self._runs[key]
 
     def _uncaptured(self):
@@ -98,26 +129,36 @@ class Session:
         capman = self.config.pluginmanager.getplugin("capturemanager")
         return capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
 
-    def check(self, case_id: str, *overrides: str) -> runs.Outcome:
+    def check(self, case_id: str, *overrides: str) -> runner.Outcome:
         """Run and judge: pytest.fail with the verdict table and advice unless the case passes."""
-        outcome = self.run(case_id, *overrides)
+        try:
+            outcome = self.run(case_id, *overrides)
+        except SwavbenchError as err:  # corrupt baseline, port in use, ...: one line, as on the CLI
+            pytest.fail(f"{type(err).__name__}: {err}", pytrace=False)
         if self.update:
             return self._record(outcome)
         if outcome.exit_code != 0:
             pytest.fail(outcome.text(), pytrace=False)
         return outcome
 
-    def _record(self, outcome: runs.Outcome) -> runs.Outcome:
+    def _record(self, outcome: runner.Outcome) -> runner.Outcome:
         import argparse
 
         from swavbench.commands import update_baseline
 
         if outcome.verdict.status == "failed":
             pytest.fail("refusing to record a failed run:\n" + outcome.text(), pytrace=False)
-        args = argparse.Namespace(from_dir=outcome.run_dir, marker=None, machine_profile=None,
-                                  profile=outcome.plan.device_profile, data_root=self.data_root,
-                                  baseline_dir=self.baseline_dir, reports_dir=self.reports_dir,
-                                  timeout=None, stall=None)
+        args = argparse.Namespace(
+            from_dir=outcome.run_dir,
+            marker=None,
+            machine_profile=None,
+            profile=outcome.plan.device_profile,
+            data_root=self.data_root,
+            baseline_dir=self.baseline_dir,
+            reports_dir=self.reports_dir,
+            timeout=None,
+            stall=None,
+        )
         with self._uncaptured():
             update_baseline.record(args, outcome.plan.case)
         return outcome

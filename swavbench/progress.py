@@ -14,8 +14,9 @@ from typing import Optional, TextIO
 class Progress:
     """Live progress from rank 0's log as it grows: one updating line on a TTY, else a line per step."""
 
-    def __init__(self, log_path: Path, label: str, total_steps: int, stream: TextIO,
-                 tty: Optional[bool] = None) -> None:
+    def __init__(
+        self, log_path: Path, label: str, total_steps: int, stream: TextIO, tty: Optional[bool] = None
+    ) -> None:
         self.path, self.label, self.total, self.stream = log_path, label, total_steps, stream
         self.tty = stream.isatty() if tty is None else tty
         self.offset, self.pending, self.seen = 0, b"", set()
@@ -47,8 +48,10 @@ class Progress:
             self.first = (step, now)
         done, t_first = step - self.first[0], now - self.first[1]
         eta = f"{t_first / done * (self.total - step):.0f}s" if done > 0 else "?"
-        line = (f"[{self.label}] step {step}/{self.total}  loss {loss}  ips {ips:.2f}  "
-                f"elapsed {now - self.t0:.0f}s  eta {eta}")
+        line = (
+            f"[{self.label}] step {step}/{self.total}  loss {loss}  ips {ips:.2f}  "
+            f"elapsed {now - self.t0:.0f}s  eta {eta}"
+        )
         if self.tty:
             self.stream.write("\r\x1b[K" + line)
         else:

@@ -98,11 +98,23 @@ def main() -> int:
             out.flush()
 
     if rank == 0:
-        header = {"paddle_version": "fake", "device": "cpu", "world_size": world,
-                  "nnodes": int(env("PADDLE_NNODES", "1")), "precision_requested": "fp16 O1",
-                  "precision_effective": "fp32", "precision_note": "fake worker", "threads": 1, "seed": 31,
-                  "max_mem_source": "fake", "config": config_path, "overrides": overrides,
-                  "batch_size_per_device": bs, "iters_per_epoch": iters, "started_utc": "2026-01-01T00:00:00Z"}
+        header = {
+            "paddle_version": "fake",
+            "device": "cpu",
+            "world_size": world,
+            "nnodes": int(env("PADDLE_NNODES", "1")),
+            "precision_requested": "fp16 O1",
+            "precision_effective": "fp32",
+            "precision_note": "fake worker",
+            "threads": 1,
+            "seed": 31,
+            "max_mem_source": "fake",
+            "config": config_path,
+            "overrides": overrides,
+            "batch_size_per_device": bs,
+            "iters_per_epoch": iters,
+            "started_utc": "2026-01-01T00:00:00Z",
+        }
         (log_dir / "run_header.json").write_text(json.dumps(header, sort_keys=True))
         log("[swavbench] run header: " + json.dumps(header, sort_keys=True))
         if env("FAKE_STRAY") == "1":
@@ -124,15 +136,29 @@ def main() -> int:
         loss = 8.0 * math.exp(-lr * step / 50.0) + 0.1 * math.sin(step)
         if env("FAKE_NAN_STEP") and step >= int(env("FAKE_NAN_STEP")):
             loss = float("nan")
-        steps.write(json.dumps({"step": step, "epoch": epoch, "iter": it, "loss": loss, "lr": lr,
-                                "batch_cost": batch_cost, "reader_cost": 0.001}) + "\n")
+        steps.write(
+            json.dumps(
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "iter": it,
+                    "loss": loss,
+                    "lr": lr,
+                    "batch_cost": batch_cost,
+                    "reader_cost": 0.001,
+                }
+            )
+            + "\n"
+        )
         marker_skipped = env("FAKE_NO_MARKER") == "1" and step == max_step
         if it % period == 0 and not marker_skipped:
             eta = int((max_step - step) * batch_cost)
             mem_text = "" if mem == "none" else f", max mem: {mem} GB"
-            log(f"[Train][Epoch {epoch}/{epochs}][Iter: {it}/{iters}] lr: {lr:.6f}, loss: {loss:.5f}, "
+            log(
+                f"[Train][Epoch {epoch}/{epochs}][Iter: {it}/{iters}] lr: {lr:.6f}, loss: {loss:.5f}, "
                 f"batch_cost: {batch_cost:.5f}, reader_cost: 0.00100, ips: {bs * world / batch_cost:.5f} "
-                f"images/sec{mem_text}, eta: {datetime.timedelta(seconds=eta)}")
+                f"images/sec{mem_text}, eta: {datetime.timedelta(seconds=eta)}"
+            )
     steps.close()
     log(f"global_step({max_step}) >= max_train_step({max_step}), training stops early.")
     return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from swavbench import cases, procs, runs
+from swavbench import cases, procs, runner
 from swavbench.baselines import load_baseline
 from swavbench.cli import main
 from swavbench.compare import compare
@@ -38,11 +38,24 @@ def dirs(tmp_path_factory) -> dict:
 def recorded(dirs) -> dict:
     """Run once with no baseline, record from that run, run again."""
     plan = cases.plan_for(CASE, "cpu", dirs["data"])
-    first = runs.execute(plan, dirs["baselines"], dirs["reports"])
+    first = runner.execute(plan, dirs["baselines"], dirs["reports"])
     assert first.verdict.status == "no_baseline", first.text()
-    assert main(["update-baseline", CASE, "--profile", "cpu", "--baseline-dir", str(dirs["baselines"]),
-                 "--from", str(first.run_dir)]) == 0
-    second = runs.execute(plan, dirs["baselines"], dirs["reports"])
+    assert (
+        main(
+            [
+                "update-baseline",
+                CASE,
+                "--profile",
+                "cpu",
+                "--baseline-dir",
+                str(dirs["baselines"]),
+                "--from",
+                str(first.run_dir),
+            ]
+        )
+        == 0
+    )
+    second = runner.execute(plan, dirs["baselines"], dirs["reports"])
     return {"first": first, "second": second}
 
 
@@ -57,27 +70,46 @@ def test_recorded_baseline_passes_on_rerun(recorded):
 
 def test_changed_learning_rate_fails_on_loss(recorded, dirs):
     plan = cases.plan_for(CASE, "cpu", dirs["data"], ["Optimizer.LRScheduler.learning_rate=0.9"])
-    out = runs.execute(plan, dirs["baselines"], dirs["reports"])
+    out = runner.execute(plan, dirs["baselines"], dirs["reports"])
     assert out.exit_code == 1, out.text()
     failed = [c.metric for c in out.verdict.checks if c.verdict == "fail"]
     assert "loss" in failed and "loss changed at" in out.verdict.message
 
 
-@pytest.mark.parametrize("factor,word", [(1.1, "slower"), (1 / 1.1, "faster")])
-def test_baseline_ips_10pct_off_fails_on_ips(recorded, factor, word):
+@pytest.mark.parametrize(
+    "factor,band,word",
+    [(1.1, 5.0, "slower"), (1 / 1.1, 5.0, "faster"), (1.25, 20.0, "slower"), (1 / 1.25, 20.0, "faster")],
+)
+def test_baseline_ips_off_fails_on_ips(recorded, factor, band, word):
+    """The rerun against edited baselines: 10% off with check_result's +-5% band, 25% off with the CPU band."""
     second = recorded["second"]
     base = load_baseline(second.baseline_file)
-    edited = replace(base, metrics={**base.metrics, "ips": base.metrics["ips"] * factor})
+    edited = replace(
+        base,
+        metrics={**base.metrics, "ips": second.analysis.summary.ips * factor},
+        tolerances={**base.tolerances, "ips_pct": band},
+    )
     v = compare(second.analysis.summary, edited, CASE)
     assert v.exit_code == 1 and [c.metric for c in v.checks if c.verdict == "fail"] == ["ips"]
-    assert f"% {word} than baseline" in v.message and "allowed ±8%" in v.message
+    assert f"% {word} than baseline" in v.message and f"allowed ±{band:g}%" in v.message
 
 
 def test_killed_rank_fails_the_run_and_leaves_nothing(recorded, dirs):
     tag = uuid.uuid4().hex
     env = {**os.environ, "SWAVBENCH_TEST_TAG": tag}
-    cmd = [str(Path(sys.executable).parent / "swavbench"), "run", CASE, "--profile", "cpu", "--baseline-dir",
-           str(dirs["baselines"]), "--reports-dir", str(dirs["reports"]), "--stall", "60"]
+    cmd = [
+        str(Path(sys.executable).parent / "swavbench"),
+        "run",
+        CASE,
+        "--profile",
+        "cpu",
+        "--baseline-dir",
+        str(dirs["baselines"]),
+        "--reports-dir",
+        str(dirs["reports"]),
+        "--stall",
+        "60",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     try:
@@ -104,9 +136,22 @@ def test_killed_rank_fails_the_run_and_leaves_nothing(recorded, dirs):
 
 def test_multinode_case_through_pytest(pytester: pytest.Pytester, dirs):
     result = pytester.runpytest_subprocess(
-        str(REPO_ROOT / "cases"), "-k", "swav_pt_4n32c_fp16o1", "-p", "no:cacheprovider", "--rootdir",
-        str(REPO_ROOT), "--swavbench-profile", "cpu", "--swavbench-baseline-dir", str(dirs["baselines"]),
-        "--swavbench-reports-dir", str(dirs["reports"]), "--swavbench-update-baseline", timeout=600)
+        str(REPO_ROOT / "cases"),
+        "-k",
+        "swav_pt_4n32c_fp16o1",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(REPO_ROOT),
+        "--swavbench-profile",
+        "cpu",
+        "--swavbench-baseline-dir",
+        str(dirs["baselines"]),
+        "--swavbench-reports-dir",
+        str(dirs["reports"]),
+        "--swavbench-update-baseline",
+        timeout=600,
+    )
     result.assert_outcomes(passed=1, deselected=3)
     result.stdout.fnmatch_lines(["*[[]swav_pt_4n32c_fp16o1[]] step 11/11*", "*new baseline cpu-*"])
     rec = sorted((dirs["reports"] / "runs").glob("*swav_pt_4n32c_fp16o1*/result.json"))[-1]

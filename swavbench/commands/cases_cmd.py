@@ -8,13 +8,17 @@ from pathlib import Path
 
 from swavbench.baselines import baseline_path
 from swavbench.cases import CASES, DEVICE_PROFILES, default_device_profile, plan, skip_reason
-from swavbench.runs import BASELINES_DIR, profile_of
+from swavbench.runner import BASELINES_DIR, profile_of
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("cases", help="list the cases and which have a baseline on this machine")
-    parser.add_argument("--profile", choices=DEVICE_PROFILES, default=None,
-                        help="device profile (default: gpu if paddle sees one, else cpu)")
+    parser.add_argument(
+        "--profile",
+        choices=DEVICE_PROFILES,
+        default=None,
+        help="device profile (default: gpu if paddle sees one, else cpu)",
+    )
     parser.add_argument("--baseline-dir", type=Path, default=BASELINES_DIR, metavar="DIR")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run)
@@ -28,10 +32,17 @@ def case_rows(device_profile: str, baseline_dir: Path) -> tuple[str, list[dict]]
         key = key or profile_of(p)
         path = baseline_path(baseline_dir, key, case.id)
         scale = p.scale
-        rows.append({"case": case.id, "passl_name": case.passl_name,
-                     "topology": f"{case.gpu.nnodes}x{case.gpu.devices_per_node}",
-                     "runs_as": f"{scale.nnodes}x{scale.devices_per_node}", "steps": scale.max_train_step,
-                     "baseline": str(path) if path.exists() else None, "skip": skip_reason(case)})
+        rows.append(
+            {
+                "case": case.id,
+                "passl_name": case.passl_name,
+                "topology": f"{case.gpu.nnodes}x{case.gpu.devices_per_node}",
+                "runs_as": f"{scale.nnodes}x{scale.devices_per_node}",
+                "steps": scale.max_train_step,
+                "baseline": str(path) if path.exists() else None,
+                "skip": skip_reason(case),
+            }
+        )
     return key or "", rows
 
 

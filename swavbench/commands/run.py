@@ -13,38 +13,71 @@ import sys
 from pathlib import Path
 
 from swavbench.cases import DEVICE_PROFILES, plan_for
-from swavbench.runs import BASELINES_DIR, REPORTS_DIR, execute
+from swavbench.runner import BASELINES_DIR, execute
+from swavbench.runs import REPORTS_DIR
 
 
 def add_case_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by `run` and `update-baseline` (the pytest plugin has the same ones)."""
-    parser.add_argument("--profile", choices=DEVICE_PROFILES, default=None,
-                        help="device profile that scales the case (default: gpu if paddle sees one, else cpu)")
-    parser.add_argument("--baseline-dir", type=Path, default=BASELINES_DIR, metavar="DIR",
-                        help="baselines root holding <profile>/<case>.json (default: baselines/)")
-    parser.add_argument("--reports-dir", type=Path, default=REPORTS_DIR, metavar="DIR",
-                        help="where runs/<run-id>/ are kept (default: reports/)")
-    parser.add_argument("--data-root", type=Path, default=None, metavar="DIR",
-                        help="dataset root (default on cpu: the cached synthetic set)")
+    parser.add_argument(
+        "--profile",
+        choices=DEVICE_PROFILES,
+        default=None,
+        help="device profile that scales the case (default: gpu if paddle sees one, else cpu)",
+    )
+    parser.add_argument(
+        "--baseline-dir",
+        type=Path,
+        default=BASELINES_DIR,
+        metavar="DIR",
+        help="baselines root holding <profile>/<case>.json (default: baselines/)",
+    )
+    parser.add_argument(
+        "--reports-dir",
+        type=Path,
+        default=REPORTS_DIR,
+        metavar="DIR",
+        help="where runs/<run-id>/ are kept (default: reports/)",
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="dataset root (default on cpu: the cached synthetic set)",
+    )
     parser.add_argument("--timeout", type=float, default=None, metavar="S", help="limit for the whole run")
-    parser.add_argument("--stall", type=float, default=None, metavar="S",
-                        help="no-progress watchdog: no new log output for S seconds = hang (default 120)")
+    parser.add_argument(
+        "--stall",
+        type=float,
+        default=None,
+        metavar="S",
+        help="no-progress watchdog: no new log output for S seconds = hang (default 120)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="run a case and judge it against this machine's baseline")
     parser.add_argument("case", help="case id (swav_pt_1n8c_fp16o1, ...) or PASSL long name")
     add_case_options(parser)
-    parser.add_argument("--allow-mismatch", action="store_true",
-                        help="compare even if the baseline is from another profile or paddle version")
-    parser.add_argument("-o", "--override", action="append", default=[], metavar="Section.key=value",
-                        help="extra config override for this run (repeatable)")
+    parser.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="compare even if the baseline is from another profile or paddle version",
+    )
+    parser.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        metavar="Section.key=value",
+        help="extra config override for this run (repeatable)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    plan = plan_for(args.case, args.profile, args.data_root, args.override, timeout_s=args.timeout,
-                    stall_s=args.stall)
+    plan = plan_for(args.case, args.profile, args.data_root, args.override, timeout_s=args.timeout, stall_s=args.stall)
     outcome = execute(plan, args.baseline_dir, args.reports_dir, args.allow_mismatch, stream=sys.stdout)
     print(outcome.text())
     return outcome.exit_code

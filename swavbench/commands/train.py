@@ -34,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
         from swavbench.train.loop import train
 
         return train(config, str(resolve_config_path(args.config)), overrides)
+    if task == "Classification":
+        from swavbench.train.classify import train_classifier
+
+        return train_classifier(config, str(resolve_config_path(args.config)), overrides)
     from swavbench.errors import ConfigError
 
-    raise ConfigError(f"Global.task_type={task}: only ContrastiveLearning (pre-training) is supported yet")
+    raise ConfigError(f"Global.task_type={task}: unknown (ContrastiveLearning or Classification)")

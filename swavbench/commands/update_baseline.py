@@ -21,18 +21,29 @@ from swavbench.commands.run import add_case_options
 from swavbench.errors import BaselineError, RunFailed, SwavbenchError
 from swavbench.logparse import parse_log_file, resolve_logdir
 from swavbench.metrics import RunAnalysis, analyse_logdir
-from swavbench.runs import execute, git_commit, profile_of, update_command
+from swavbench.runner import execute, profile_of, update_command
+from swavbench.runs import git_commit
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("update-baseline", help="record a case's baseline on this machine")
     parser.add_argument("cases", nargs="*", metavar="CASE", help="case ids or PASSL long names")
     parser.add_argument("--all", action="store_true", help="every case that can run here")
-    parser.add_argument("--from", dest="from_dir", type=Path, default=None, metavar="LOGDIR",
-                        help="record from a finished run folder or launch log dir instead of running")
+    parser.add_argument(
+        "--from",
+        dest="from_dir",
+        type=Path,
+        default=None,
+        metavar="LOGDIR",
+        help="record from a finished run folder or launch log dir instead of running",
+    )
     parser.add_argument("--marker", default=None, help="marker for a raw log dir without run header")
-    parser.add_argument("--machine-profile", default=None, metavar="KEY",
-                        help="baseline profile folder (default: this machine's, or the run record's)")
+    parser.add_argument(
+        "--machine-profile",
+        default=None,
+        metavar="KEY",
+        help="baseline profile folder (default: this machine's, or the run record's)",
+    )
     add_case_options(parser)
     parser.set_defaults(func=run)
 
@@ -61,12 +72,17 @@ def _from_dir(args: argparse.Namespace, plan: Plan) -> tuple[RunAnalysis, str, d
         if rec.get("case") != case.id:
             raise SwavbenchError(f"{record_file} is a run of {rec.get('case')}, not {case.id}")
         if rec.get("status") == "failed":
-            raise RunFailed((rec.get("failure") or {}).get("kind") or "failed",
-                            f"refusing to record a failed run ({record_file}): {rec.get('message')}")
+            raise RunFailed(
+                (rec.get("failure") or {}).get("kind") or "failed",
+                f"refusing to record a failed run ({record_file}): {rec.get('message')}",
+            )
         a = analyse_logdir(root, rec["metrics"]["marker"], plan.warmup_lines, case.metric)
         _refuse(case, a, str(root))
-        return a, args.machine_profile or rec["profile"], {"run_id": rec.get("run_id"),
-                                                            "run_command": rec.get("command")}
+        return (
+            a,
+            args.machine_profile or rec["profile"],
+            {"run_id": rec.get("run_id"), "run_command": rec.get("command")},
+        )
     logs = resolve_logdir(root)
     header = parse_log_file(logs / "workerlog.0").header if (logs / "workerlog.0").exists() else None
     marker = args.marker
@@ -85,11 +101,16 @@ def _from_run(args: argparse.Namespace, plan: Plan) -> tuple[RunAnalysis, str, d
     outcome = execute(plan, args.baseline_dir, args.reports_dir, allow_mismatch=True)
     if outcome.verdict.status == "failed":
         print(outcome.text())
-        raise RunFailed(outcome.verdict.failure_kind or "failed",
-                        f"refusing to record a failed run of {plan.case.id}: {outcome.verdict.message}")
+        raise RunFailed(
+            outcome.verdict.failure_kind or "failed",
+            f"refusing to record a failed run of {plan.case.id}: {outcome.verdict.message}",
+        )
     print(f"run {outcome.run_id}: {outcome.verdict.status} vs the old baseline ({outcome.verdict.message})")
-    return outcome.analysis, args.machine_profile or outcome.profile, {
-        "run_id": outcome.run_id, "run_command": outcome.record["command"]}
+    return (
+        outcome.analysis,
+        args.machine_profile or outcome.profile,
+        {"run_id": outcome.run_id, "run_command": outcome.record["command"]},
+    )
 
 
 def record(args: argparse.Namespace, case: Case) -> Path:
@@ -100,13 +121,26 @@ def record(args: argparse.Namespace, case: Case) -> Path:
     path = baseline_path(args.baseline_dir, profile, case.id)
     old = _old(path)
     header = (a.logs[0].header if a.logs.get(0) else None) or {}
-    provenance = {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git_commit(),
-                  "paddle_version": header.get("paddle_version"), "machine": socket.gethostname(),
-                  "command": update_command(plan, args.baseline_dir), "device_profile": plan.device_profile,
-                  "topology": f"{plan.scale.nnodes}x{plan.scale.devices_per_node}", "notes": list(plan.notes),
-                  "run_id": None, **extra}
-    new = Baseline(case.id, profile, {"loss": s.loss, "ips": s.ips, "max_mem": s.max_mem, "marker": s.marker},
-                   dict(old.tolerances) if old else plan.tolerances.as_dict(), provenance, case.passl_name)
+    provenance = {
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": git_commit(),
+        "paddle_version": header.get("paddle_version"),
+        "machine": socket.gethostname(),
+        "command": update_command(plan, args.baseline_dir),
+        "device_profile": plan.device_profile,
+        "topology": f"{plan.scale.nnodes}x{plan.scale.devices_per_node}",
+        "notes": list(plan.notes),
+        "run_id": None,
+        **extra,
+    }
+    new = Baseline(
+        case.id,
+        profile,
+        {"loss": s.loss, "ips": s.ips, "max_mem": s.max_mem, "marker": s.marker},
+        dict(old.tolerances) if old else plan.tolerances.as_dict(),
+        provenance,
+        case.passl_name,
+    )
     print("\n".join(diff_baselines(old, new)))
     write_baseline(path, new)
     print(f"wrote {path}")

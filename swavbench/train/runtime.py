@@ -83,8 +83,7 @@ def setup_runtime(config: dict) -> Runtime:
                 "Global.device=gpu but this paddle has no usable GPU: add --profile cpu "
                 "(or -o Global.device=cpu), or install paddlepaddle-gpu"
             )
-        rank_local = _env_int("PADDLE_LOCAL_RANK", default=0)
-        paddle.set_device(f"gpu:{rank_local}")
+        paddle.set_device("gpu")  # under launch, paddle maps this to the rank's device (FLAGS_selected_gpus)
     elif requested == "cpu":
         paddle.set_device("cpu")
     else:

@@ -28,8 +28,7 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def test_the_four_passl_cases_exist():
-    assert cases.case_ids() == ["swav_pt_1n8c_fp16o1", "swav_lp_1n8c_fp32", "swav_ft_1n4c_fp32",
-                                "swav_pt_4n32c_fp16o1"]
+    assert cases.case_ids() == ["swav_pt_1n8c_fp16o1", "swav_lp_1n8c_fp32", "swav_ft_1n4c_fp32", "swav_pt_4n32c_fp16o1"]
     for case in cases.CASES:
         assert (CONFIG_DIR / f"{case.config}.yaml").is_file() and case.passl_name == case.config
         for scale in (case.gpu, case.cpu):
@@ -49,8 +48,12 @@ def test_unknown_case_lists_the_known_ones():
 
 
 def test_unknown_case_on_the_cli_is_one_line_exit_3():
-    out = subprocess.run([sys.executable, "-m", "swavbench.cli", "run", "nope", "--profile", "cpu"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "swavbench.cli", "run", "nope", "--profile", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 3
     errors = [line for line in out.stderr.splitlines() if line.startswith("swavbench: error:")]
     assert len(errors) == 1 and "known cases:" in errors[0] and "Traceback" not in out.stderr
@@ -72,7 +75,8 @@ def test_cpu_plan_computes_the_marker_from_the_dataset(data_root):
     assert p.marker == "20/46" and p.marker_step == 21 and p.train_profile == "cpu"
     assert f"DataLoader.Train.dataset.root={data_root}" in p.overrides
     assert p.train_args()[:4] == ["-c", "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1", "--profile", "cpu"]
-    assert p.tolerances.ips_pct < (1 - 1 / 1.1) * 100  # so a baseline 10% off either way fails
+    assert p.tolerances.ips_pct == 20.0  # CPU: measured run-to-run noise on 2 shared cores (see cases.py)
+    assert cases.plan(p.case, "gpu").tolerances.ips_pct == 5.0  # check_result's band
     assert p.tolerances.loss == "exact" and p.tolerances.max_mem == "exact"
 
 

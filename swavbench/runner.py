@@ -1,0 +1,230 @@
+"""Run one case end to end: launch it, keep its record, judge it against this machine's baseline.
+
+`execute(plan, ...)` launches the case (swavbench.launch), copies the logs into `reports/runs/<run-id>/`
+(swavbench.runs), analyses them (swavbench.metrics), judges them against
+`baselines/<profile>/<case>.json` (swavbench.compare) and writes result.json. The CLI (`swavbench run`,
+`update-baseline`) and the pytest plugin all call it, so they give the same verdict.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, TextIO
+
+from swavbench import launch
+from swavbench.baselines import Baseline, baseline_path, check_compatible, load_baseline, machine_profile
+from swavbench.cases import Plan
+from swavbench.compare import Verdict, compare, format_table, no_baseline_verdict, verdict_from_failure
+from swavbench.config import REPO_ROOT
+from swavbench.errors import RunFailed, SwavbenchError
+from swavbench.metrics import RunAnalysis, analyse_logdir
+from swavbench.runs import REPORTS_DIR, build_record, collect_logs, new_run_id, write_json_atomic
+
+BASELINES_DIR = REPO_ROOT / "baselines"
+
+
+@dataclass
+class Outcome:
+    """Everything one case run produced."""
+
+    plan: Plan
+    run_id: str
+    run_dir: Path
+    verdict: Verdict
+    record: dict
+    baseline_file: Path
+    baseline: Optional[Baseline]
+    profile: str
+    launch: Optional[launch.LaunchResult] = None
+    analysis: Optional[RunAnalysis] = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return self.verdict.exit_code
+
+    def text(self) -> str:
+        """The verdict block: what ran, the table, what happened, what to do, the dead rank's log tail."""
+        v, p = self.verdict, self.plan
+        lines = [
+            f"case {p.case.id} ({p.device_profile}, {p.scale.nnodes}x{p.scale.devices_per_node} ranks, "
+            f"marker {p.marker}) vs {self.baseline_file}"
+        ]
+        lines += [f"note: {n}" for n in p.notes] + self.warnings
+        lines += [format_table(v)] if v.checks else []
+        lines.append(f"{v.status.upper()}: {v.message}")
+        if v.advice:
+            lines.append(f"what to do: {v.advice}")
+        lines += v.details
+        lines.append(f"run record: {self.run_dir}")
+        return "\n".join(lines)
+
+
+def profile_of(plan: Plan, header: Optional[dict] = None) -> str:
+    """This machine's baseline profile key, as `swavbench compare` computes it from a run header."""
+    header = header or {}
+    threads = header.get("threads") if isinstance(header.get("threads"), int) else plan.threads
+    device = header.get("device") or ("cpu" if plan.device_profile == "cpu" else None)
+    return machine_profile(threads=threads, device=device)
+
+
+def launch_spec(plan: Plan, log_dir: Path, worker: Optional[Sequence[str]] = None) -> launch.LaunchSpec:
+    """The LaunchSpec of a plan: all nodes here (simulated on 127.0.0.1), or PASSL's cluster env on GPU."""
+    cmd = tuple(worker) + tuple(plan.train_args()) if worker else launch.default_worker(plan.train_args())
+    fields = dict(
+        worker=cmd,
+        nproc_per_node=plan.scale.devices_per_node,
+        log_dir=log_dir,
+        nnodes=plan.scale.nnodes,
+        node_ranks=tuple(range(plan.scale.nnodes)),
+        threads=plan.threads,
+        timeout_s=plan.timeout_s,
+        stall_s=plan.stall_s,
+    )
+    if plan.device_profile == "gpu":
+        fields.update(launch.cluster_from_env(os.environ))
+    return launch.LaunchSpec(**fields)
+
+
+def _launch_failure(res: launch.LaunchResult, a: RunAnalysis, spec: launch.LaunchSpec) -> Optional[RunFailed]:
+    """The run's failure as the launcher/watchdog saw it, with the guilty rank's log tail."""
+    if res.ok and not res.survivors:
+        return None
+    kinds = {"failed": "rank_died", "stalled": "hang", "timeout": "timeout", "launch_error": "launch_error"}
+    err = RunFailed(kinds.get(res.status, res.status), res.message)
+    rank = res.failed_rank if res.failed_rank is not None else 0
+    health = next((h for h in a.health if h.rank == rank), None) if a else None
+    if res.status == "failed" and health is not None and health.reason:
+        err = RunFailed("rank_died", f"{res.message}; rank {rank} {health.reason}")
+    log = a.logs.get(rank) if a else None
+    if log is not None and log.tail:
+        err.details = [f"last lines of workerlog.{rank}:"] + [f"  {t}" for t in log.tail[-10:]]
+    elif log is not None:
+        err.details = [f"workerlog.{rank} is empty (only rank 0 prints step lines)"]
+    elif res.status == "launch_error":
+        text = (spec.log_dir / "launcher.0.log").read_text(errors="replace").splitlines()
+        err.details = ["last lines of launcher.0.log:"] + [f"  {t}" for t in text[-10:]]
+    if res.survivors:
+        err = RunFailed(
+            "orphans", f"{res.message}; {len(res.survivors)} process(es) survived cleanup: " + "; ".join(res.survivors)
+        )
+    return err
+
+
+_ADVICE = {
+    "hang": "a rank stopped making progress: read its log tail below; the watchdog killed every rank",
+    "timeout": "the run outlived its time limit: look for a slowdown, or raise --timeout",
+    "launch_error": "paddle.distributed.launch failed before the ranks ran: read log/launcher.*.log",
+    "orphans": "processes escaped cleanup: kill them by pid and report a bug",
+}
+
+
+def judge(
+    plan: Plan,
+    res: launch.LaunchResult,
+    spec: launch.LaunchSpec,
+    a: RunAnalysis,
+    baseline: Optional[Baseline],
+    bfile: Path,
+    profile: str,
+    allow_mismatch: bool,
+    update_cmd: str,
+) -> tuple[Verdict, list[str]]:
+    """Failure first (a NaN outranks a dead rank, a dead rank a missing marker), then the baseline."""
+    if res.ok and a.logs.get(0) is None and res.ranks and all(r.rank != 0 for r in res.ranks):
+        ranks = f"{res.ranks[0].rank}-{res.ranks[-1].rank}"
+        return Verdict(
+            "pass",
+            [],
+            f"this node's ranks {ranks} exited 0; rank 0 runs on another node, which judges the run",
+            "read the verdict on the node that hosts rank 0",
+            0,
+            plan.case.id,
+        ), []
+    failure = _launch_failure(res, a, spec)
+    if a.failure is not None and (failure is None or a.failure.kind == "nan_loss"):
+        failure = a.failure
+    if failure is not None:
+        verdict = verdict_from_failure(failure, plan.case.id)
+        verdict.advice = _ADVICE.get(failure.kind, verdict.advice)
+        return verdict, []
+    if baseline is None:
+        verdict = no_baseline_verdict(plan.case.id, str(bfile))
+        run_dir = Path(a.logdir).parent
+        verdict.advice = f"record one: {update_cmd} (or keep this run: {update_cmd} --from {run_dir})"
+        return verdict, []
+    header = (a.logs[0].header if a.logs.get(0) else None) or {}
+    warnings = check_compatible(baseline, profile, header.get("paddle_version"), allow_mismatch)
+    verdict = compare(a.summary, baseline, plan.case.id)
+    if verdict.exit_code and "update-baseline" in verdict.advice:
+        verdict.advice = verdict.advice.replace(f"swavbench update-baseline {plan.case.id}", update_cmd)
+    return verdict, warnings
+
+
+def update_command(plan: Plan, baseline_dir: Path) -> str:
+    """The exact command that records this case's baseline here."""
+    from swavbench.cases import cache_dir
+
+    cmd = f"swavbench update-baseline {plan.case.id} --profile {plan.device_profile}"
+    if Path(baseline_dir).resolve() != BASELINES_DIR.resolve():
+        cmd += f" --baseline-dir {baseline_dir}"
+    if plan.data_root and Path(plan.data_root).resolve() != (cache_dir() / plan.case.cpu_data.key).resolve():
+        cmd += f" --data-root {plan.data_root}"
+    return cmd
+
+
+def execute(
+    plan: Plan,
+    baseline_dir: Path = BASELINES_DIR,
+    reports_dir: Path = REPORTS_DIR,
+    allow_mismatch: bool = False,
+    worker: Optional[Sequence[str]] = None,
+    stream: Optional[TextIO] = None,
+    tty: Optional[bool] = None,
+) -> Outcome:
+    """Launch the plan, keep its record, judge it against `baseline_dir/<this profile>/<case>.json`."""
+    if plan.skip_reason:
+        raise SwavbenchError(f"cannot run here: {plan.skip_reason}")
+    profile = profile_of(plan)
+    bfile = baseline_path(baseline_dir, profile, plan.case.id)
+    baseline = load_baseline(bfile) if bfile.exists() else None  # a corrupt file stops us before the run
+    run_id = new_run_id(plan.case.id)
+    run_dir = Path(reports_dir) / "runs" / run_id
+    work = Path(tempfile.mkdtemp(prefix=f"swavbench-{run_id}-"))
+    try:
+        spec = launch_spec(plan, work, worker)
+        progress = launch.Progress(
+            spec.node_dir(spec.node_ranks[0]) / "workerlog.0", plan.case.id, plan.marker_step, stream or sys.stdout, tty
+        )
+        res = launch.run(spec, progress)
+        collect_logs(res, spec, run_dir / "log")
+        a = _analyse(run_dir / "log", plan)
+        header = (a.logs[0].header if a.logs.get(0) else None) or {}
+        profile = profile_of(plan, header)
+        if profile != bfile.parent.name:  # the trainer ran with other threads/device than planned
+            bfile = baseline_path(baseline_dir, profile, plan.case.id)
+            baseline = load_baseline(bfile) if bfile.exists() else None
+        verdict, warnings = judge(
+            plan, res, spec, a, baseline, bfile, profile, allow_mismatch, update_command(plan, baseline_dir)
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rec = build_record(plan, run_id, res, a, verdict, profile, baseline, bfile)
+    write_json_atomic(run_dir / "result.json", rec)
+    return Outcome(plan, run_id, run_dir, verdict, rec, bfile, baseline, profile, res, a, warnings)
+
+
+def _analyse(logdir: Path, plan: Plan) -> RunAnalysis:
+    """analyse_logdir, or an empty analysis whose failure says why when no worker log exists."""
+    try:
+        return analyse_logdir(logdir, plan.marker, plan.warmup_lines, plan.case.metric)
+    except RunFailed:
+        raise
+    except SwavbenchError as err:
+        failure = RunFailed("no_records", str(err))
+        return RunAnalysis(str(logdir), {}, {}, plan.marker, "given", [], None, failure)
