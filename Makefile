@@ -22,7 +22,7 @@ demo: setup
 
 test: setup
 	bash scripts/ensure_chromium.sh
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not gpu"
 
 lint: setup
 	$(VENV)/bin/ruff check swavbench tests cases benchmarks conftest.py

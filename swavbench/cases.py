@@ -8,12 +8,13 @@ which log line to judge and within which time limits. Ids: the short id and PASS
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from swavbench.errors import SwavbenchError
+from swavbench.errors import DataError, SwavbenchError
 
 IMAGE_EXTS = (".jpeg", ".jpg", ".png")  # swavbench.train.data.IMAGE_SUFFIXES
 DEVICE_PROFILES = ("cpu", "gpu")
@@ -97,6 +98,7 @@ class Case:
     needs_pretrained: bool = False  # lp / ft: a pre-trained SwAV checkpoint (issue 4)
     cpu_data: SynthData = field(default_factory=SynthData)  # the synthetic set a CPU run trains on
     extra_overrides: tuple[str, ...] = ()
+    cpu_overrides: tuple[str, ...] = ()  # only in the CPU form (e.g. learning rates scaled to its batch)
     note: str = ""
 
     @property
@@ -133,6 +135,14 @@ CASES: tuple[Case, ...] = (
         cpu=Scale(1, 4, 21, 5),
         gpu_marker="120/126",
         needs_pretrained=True,
+        # The CPU form uses the reference SwAV 10% setting (trunk 0.01, head 0.2; PASSL's 0.02 / 5 is the
+        # reference 1% setting) scaled linearly to the CPU global batch (4 x 8 = 32 vs 256). At head lr 5 the
+        # CPU fine-tune diverged (eval CELoss 187 -> 592 in two epochs, measured).
+        cpu_overrides=(
+            "Optimizer.LRScheduler.learning_rate=0.00125",
+            "Optimizer.custom_cfg=[{'name': 'head', 'LRScheduler': {'name': 'MultiStepDecay', "
+            "'learning_rate': 0.025, 'milestones': [12, 16], 'gamma': 0.2}}]",
+        ),
         note="PASSL CI reads 120/126 every 20 steps, so print_batch_step=20 (the config says 50)",
     ),
     Case(
@@ -236,13 +246,48 @@ def skip_reason(case: Case) -> Optional[str]:
         return None
     import swavbench.train as train
 
-    caps = set(getattr(train, "CAPABILITIES", ()))
-    if "classification" not in caps:
+    if "classification" not in set(getattr(train, "CAPABILITIES", ())):
         return (
-            f"{case.id} needs a pre-trained SwAV checkpoint and the Classification trainer (issue 4); "
-            "swavbench.train does not declare 'classification' in CAPABILITIES yet"
+            f"{case.id} needs the Classification trainer (linear probe / fine-tune); "
+            "swavbench.train does not declare 'classification' in CAPABILITIES"
         )
-    return f"{case.id} needs a pre-trained SwAV checkpoint: none is produced or shipped yet (issue 4)"
+    return None
+
+
+# The pre-train an lp / ft case starts from on CPU: made once per dataset and code version, cached.
+PRETRAIN_CONFIG = "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1"
+
+
+def classification_inputs(case: Case, data_root: Path, pretrained: Optional[str]) -> tuple[list[str], int, str]:
+    """Overrides, training-sample count and a note for an lp / ft case on the dataset at `data_root`.
+
+    Roots are the split folders (PASSL's ImageFolder convention); the class count comes from the folders;
+    the fine-tune reads the config's subset file (10percent.txt beside train/ and val/).
+    """
+    from swavbench.config import get, load_config
+
+    classes = sorted(d.name for d in os.scandir(data_root / "train") if d.is_dir())
+    overrides = [
+        f"DataLoader.Train.dataset.root={data_root / 'train'}",
+        f"DataLoader.Eval.dataset.root={data_root / 'val'}",
+        f"Model.num_classes={len(classes)}" if case.task == "lp" else f"Model.output_dim={len(classes)}",
+    ]
+    if pretrained:
+        overrides.append(f"Global.pretrained_model={pretrained}")
+    if case.task == "ft":
+        subset = get(load_config(case.config), "DataLoader.Train.dataset.txt_file_name", "10percent.txt")
+        path = data_root / subset
+        count = sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else 0
+        return overrides, count, f"fine-tune on {subset} ({count} images) of {data_root}"
+    return overrides, count_images(data_root), f"linear probe on {data_root}/train"
+
+
+def cpu_pretrained(data_root: Path) -> str:
+    """The cached short CPU pre-train on `data_root` (built on first use, never downloaded)."""
+    from swavbench.pretrain_cache import SHORT_PRETRAIN_OVERRIDES, pretrained_checkpoint
+
+    return str(pretrained_checkpoint(PRETRAIN_CONFIG, "cpu", data_root, SHORT_PRETRAIN_OVERRIDES,
+                                     cache_dir() / "pretrained"))
 
 
 def plan(
@@ -262,15 +307,32 @@ def plan(
         f"Global.max_train_step={scale.max_train_step}",
         f"Global.deterministic={case.deterministic}",
         *case.extra_overrides,
+        *(case.cpu_overrides if device_profile == "cpu" else ()),
     ]
     notes = [n for n in (case.note, scale.note) if n]
     reason = skip_reason(case)
     train_profile = "cpu" if device_profile == "cpu" else None
     if data_root is not None and not reason:
-        overrides.append(f"DataLoader.Train.dataset.root={data_root}")
-        n, batch = count_images(data_root), batch_size(case, train_profile)
-        iters = n // (batch * scale.world_size)
-        if iters < scale.max_train_step:
+        if not (Path(data_root) / "train").is_dir():
+            raise DataError(
+                f"missing dataset: {data_root}/train not found (expected <root>/train/<class>/*.jpg); "
+                "pass the right --data-root, or omit it on cpu to use the cached synthetic set"
+            )
+        batch = batch_size(case, train_profile)
+        if case.needs_pretrained:  # lp / ft: no drop_last, so the last short batch counts
+            pretrained = cpu_pretrained(Path(data_root)) if device_profile == "cpu" else None
+            extra, n, note = classification_inputs(case, Path(data_root), pretrained)
+            overrides += extra
+            notes.append(note + (f"; pre-trained weights: {pretrained}" if pretrained else ""))
+            iters = math.ceil(math.ceil(n / scale.world_size) / batch)  # as the sampler pads, no drop
+        else:
+            overrides.append(f"DataLoader.Train.dataset.root={data_root}")
+            n = count_images(data_root)
+            iters = n // (batch * scale.world_size)
+        if case.needs_pretrained and 0 < iters < scale.max_train_step:
+            # a fine-tune on a small subset spans epochs (evaluating in between), as a real one does
+            notes.append(f"{iters} iters/epoch: the run spans epochs; the marker's last occurrence is judged")
+        elif iters < scale.max_train_step:
             raise SwavbenchError(
                 f"{data_root}/train: {n} images give {iters} iters/epoch at batch {batch} x "
                 f"{scale.world_size} ranks; {case.id} needs >= {scale.max_train_step} (use a bigger dataset)"

@@ -18,12 +18,15 @@ from swavbench.errors import EXIT_USAGE, SwavbenchError
 COMMAND_MODULES = [
     "swavbench.commands.demo",
     "swavbench.commands.train",
+    "swavbench.commands.eval",
     "swavbench.commands.data",
     "swavbench.commands.parse",
     "swavbench.commands.compare",
     "swavbench.commands.run",
     "swavbench.commands.cases_cmd",
     "swavbench.commands.update_baseline",
+    "swavbench.commands.calibrate",
+    "swavbench.commands.determinism",
     "swavbench.commands.history",
     "swavbench.commands.report",
 ]

@@ -6,6 +6,10 @@ Rules (tests/CI/case.sh `check_result`):
   must lie strictly inside (-tol, +tol): exactly +-5.00% fails, 4.99% passes, a speed-up fails too.
   We compute the diff in decimal arithmetic on the printed values and round half-even to 2 decimals, so
   float noise (5.000000000000004) cannot flip the boundary and the diff shown is the diff judged.
+- ips, robust: when the run has per-step records (steps.0.jsonl) and the baseline an `ips_steady`, the
+  verdict is judged on the steady-state MEDIAN ips (warm-up detected from the data, swavbench.stats) with
+  the same band and rounding; PASSL's mean-of-lines ips stays in the table as an "info" row. A few slow
+  steps on a shared machine move the mean but not the median.
 - max mem: exact string compare; a baseline may instead give an absolute tolerance in GB (inclusive:
   |diff| <= tol passes) or "ignore". A missing field on both sides counts as equal.
 """
@@ -90,12 +94,26 @@ def _check_loss(s: Summary, b: Baseline, tol: object) -> Check:
     return Check(s.metric, base, got, _str_diff(got, base), tol_text, "pass" if ok else "fail", msg)
 
 
-def _check_ips(s: Summary, b: Baseline, tol: float) -> Check:
+def _check_ips(s: Summary, b: Baseline, tol: float, judges: bool = True) -> Check:
+    """PASSL's mean-of-lines ips; informational (verdict "info") when the steady median judges."""
     base = float(b.metrics["ips"])
-    if not math.isfinite(s.ips):
-        return Check("ips", _num(base), str(s.ips), "n/a", f"±{_num(tol)}%", "fail",
-                     f"ips is {s.ips}: a logged ips value is not a finite number")
-    d = ips_diff_pct(s.ips, base)
+    if not judges:
+        d = ips_diff_pct(s.ips, base) if math.isfinite(s.ips) else None
+        return Check("ips", _num(base), _num(s.ips) if d is not None else str(s.ips),
+                     _pct(d) if d is not None else "n/a", "info (mean of lines)", "info")
+    return _band_check("ips", s.ips, base, tol, s)
+
+
+def _check_steady(s: Summary, b: Baseline, tol: float) -> Check:
+    """The steady-state median ips (per-step records after the detected warm-up): judges the verdict."""
+    return _band_check("ips_median", s.steady.median, float(b.metrics["ips_steady"]), tol, s)
+
+
+def _band_check(metric: str, got: float, base: float, tol: float, s: Summary) -> Check:
+    if not math.isfinite(got):
+        return Check(metric, _num(base), str(got), "n/a", f"±{_num(tol)}%", "fail",
+                     f"{metric} is {got}: a logged ips value is not a finite number")
+    d = ips_diff_pct(got, base)
     t = _dec(tol)
     ok = -t < d < t
     msg = ""
@@ -103,9 +121,15 @@ def _check_ips(s: Summary, b: Baseline, tol: float) -> Check:
         word = "slower" if d < 0 else "faster"
         shown = f"{abs(d):.2f}" if abs(abs(d) - t) < 1 else f"{abs(d):.1f}"
         edge = ", the band is exclusive as in check_result" if abs(d) == t else ""
-        msg = (f"ips {shown}% {word} than baseline (measured {s.ips:.1f} vs {base:.1f} img/s, "
+        what = "ips" if metric == "ips" else "steady-state median ips"
+        msg = (f"{what} {shown}% {word} than baseline (measured {got:.1f} vs {base:.1f} img/s, "
                f"allowed ±{_num(tol)}%{edge})")
-    return Check("ips", _num(base), _num(s.ips), _pct(d), f"±{_num(tol)}%", "pass" if ok else "fail", msg)
+    return Check(metric, _num(base), _num(got), _pct(d), f"±{_num(tol)}%", "pass" if ok else "fail", msg)
+
+
+def robust_judges(s: Summary, b: Baseline) -> bool:
+    """True when the steady-state median judges ips (both the run and the baseline have it)."""
+    return s.steady is not None and isinstance(b.metrics.get("ips_steady"), (int, float))
 
 
 def _check_mem(s: Summary, b: Baseline, tol: object) -> Optional[Check]:
@@ -130,11 +154,15 @@ def _check_mem(s: Summary, b: Baseline, tol: object) -> Optional[Check]:
     return Check("max_mem", shown_b, shown_m, _str_diff(got, base), tol_text, "pass" if ok else "fail", msg)
 
 
+def _spread(s: Summary) -> float:
+    return s.steady.iqr_pct if s.steady else s.ips_spread_pct
+
+
 def _advice(failed: list[Check], ips: Check, b: Baseline, case: str, s: Summary) -> str:
     commit = b.provenance.get("commit")
     since = f" since the baseline commit {commit}" if commit else " since the baseline was recorded"
     update = f"swavbench update-baseline {case}"
-    names = {c.metric for c in failed}
+    names = {"ips" if c.metric == "ips_median" else c.metric for c in failed}
     if s.metric in names:
         return f"find what changed{since} (code, config, data, paddle); if intended, run {update}"
     if "ips" in names and ips.diff == "n/a":
@@ -144,7 +172,7 @@ def _advice(failed: list[Check], ips: Check, b: Baseline, case: str, s: Summary)
         if ips.diff.startswith("+"):
             return f"{pct:.1f}% faster than baseline: if intended, run {update}"
         return (f"{pct:.1f}% slower than baseline: look for a slowdown{since}, check nothing else ran on the "
-                f"machine (ips spread this run: IQR {s.ips_spread_pct:.1f}%), rerun to confirm")
+                f"machine (ips spread this run: IQR {_spread(s):.1f}%), rerun to confirm")
     if "max_mem" in names:
         return f"check model, batch size or precision changes{since}; if intended, run {update}"
     return ""
@@ -157,8 +185,12 @@ def compare(summary: Summary, baseline: Baseline, case_id: str) -> Verdict:
         raise BaselineError(f"baseline {baseline.case} is for marker {want} but the log was read at "
                             f"{summary.marker}: use --marker {want} or the baseline of this profile")
     tol = baseline.tolerances
-    ips = _check_ips(summary, baseline, float(tol.get("ips_pct", 5.0)))
-    checks = [_check_loss(summary, baseline, tol.get("loss", "exact")), ips]
+    band = float(tol.get("ips_pct", 5.0))
+    robust = robust_judges(summary, baseline)
+    checks = [_check_loss(summary, baseline, tol.get("loss", "exact")), _check_ips(summary, baseline, band, not robust)]
+    if robust:
+        checks.append(_check_steady(summary, baseline, band))
+    ips = checks[-1]
     mem = _check_mem(summary, baseline, tol.get("max_mem", "exact"))
     if mem:
         checks.append(mem)
@@ -173,7 +205,8 @@ def compare(summary: Summary, baseline: Baseline, case_id: str) -> Verdict:
         advice = f"{abs(d):.1f}% {word} than baseline (within tolerance)"
         if d > 0:
             advice += f": if intended, run swavbench update-baseline {case_id}"
-    message = (f"all checks pass: {summary.metric} {summary.loss} at {summary.marker}, ips {ips.diff} "
+    which = "steady median ips" if robust else "ips"
+    message = (f"all checks pass: {summary.metric} {summary.loss} at {summary.marker}, {which} {ips.diff} "
                f"vs baseline" + (f", max mem {summary.max_mem} GB" if summary.max_mem else ""))
     return Verdict("pass", checks, message, advice, EXIT_OK, case_id)
 

@@ -18,6 +18,7 @@ from typing import Optional, Union
 
 from swavbench.errors import ConfigError, RunFailed
 from swavbench.logparse import ParsedLog, StepRecord, StepsLog, parse_log_dir, read_steps_dir, resolve_logdir
+from swavbench.stats import Steady, steady_ips
 
 MARKER_RE = re.compile(r"^(\d+)/(\d+)$")
 
@@ -39,6 +40,7 @@ class Summary:
     ips_iqr: float = 0.0
     ips_spread_pct: float = 0.0  # IQR / median * 100
     notes: list[str] = field(default_factory=list)
+    steady: Optional[Steady] = None  # steady-state ips from rank 0's steps.jsonl (judges when present)
 
 
 def check_marker(marker: str) -> tuple[int, int]:
@@ -224,6 +226,24 @@ def check_ranks(health: list[RankHealth]) -> None:
         raise err
 
 
+def global_batch(log: ParsedLog) -> int:
+    """Images per step over all ranks: from the run header, else from a log line (ips x batch_cost)."""
+    h = log.header or {}
+    if isinstance(h.get("batch_size_per_device"), int) and isinstance(h.get("world_size"), int):
+        return h["batch_size_per_device"] * h["world_size"]
+    products = [r.ips * r.batch_cost for r in log.records if r.batch_cost]
+    return round(statistics.median(products)) if products else 0
+
+
+def steady_of(log: ParsedLog, steps: Optional[StepsLog], upto_step: int) -> Optional[Steady]:
+    """Steady-state ips of rank 0's per-step records up to the marker step (None without a steps file)."""
+    if steps is None:
+        return None
+    rows = sorted((s for s in steps.steps if int(s["step"]) <= upto_step), key=lambda s: int(s["step"]))
+    costs = [float(s["batch_cost"]) for s in rows if isinstance(s.get("batch_cost"), (int, float))]
+    return steady_ips(costs, global_batch(log))
+
+
 @dataclass
 class RunAnalysis:
     """Everything `parse`/`compare` (and the case runner) read from one log dir."""
@@ -259,6 +279,7 @@ def analyse_logdir(logdir: Union[str, Path], marker: Optional[str] = None, warmu
         if rank0 is None:
             raise RunFailed("no_records", f"no workerlog.0 in {root}: rank 0 writes the step lines")
         summary = summarize(rank0, marker or "0/0", warmup_lines, metric)
+        summary.steady = steady_of(rank0, steps.get(0), summary.marker_step)
     except RunFailed as err:
         failure = err
     if failure is None or failure.kind != "nan_loss":

@@ -3,7 +3,8 @@
 Registered by the top-level conftest.py (`pytest_plugins = ["swavbench.plugin"]`), or `-p swavbench.plugin`.
 Options mirror `swavbench run`: --swavbench-profile, --swavbench-baseline-dir, --swavbench-allow-mismatch,
 --swavbench-reports-dir, --swavbench-data-root, --swavbench-update-baseline (record instead of judging),
---swavbench-worker (the rank command; default `swavbench train`). A failing case's message is the verdict
+--swavbench-worker (the rank command; default `swavbench train`), --swavbench-confirm N (reruns when ips
+alone is outside its band). A failing case's message is the verdict
 table plus the advice line; a case that cannot run on this build is skipped with its reason.
 """
 
@@ -69,6 +70,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="dataset root (default on cpu: the cached synthetic set, made once)",
     )
     group.addoption(
+        "--swavbench-confirm",
+        type=int,
+        default=runner.DEFAULT_CONFIRM,
+        metavar="N",
+        help="when ips alone is outside its band, rerun up to N times and judge all runs pooled (0 = off)",
+    )
+    group.addoption(
         "--swavbench-worker",
         default=None,
         metavar="CMD",
@@ -102,6 +110,7 @@ class Session:
         self.allow_mismatch: bool = opt("swavbench_allow_mismatch")
         self.update: bool = opt("swavbench_update_baseline")
         self.data_root: Optional[Path] = opt("swavbench_data_root")
+        self.confirm: int = 0 if self.update else max(opt("swavbench_confirm"), 0)
         worker = opt("swavbench_worker")
         self.worker = shlex.split(worker) if worker else None
         self._runs: dict[tuple, runner.Outcome] = {}
@@ -120,7 +129,13 @@ class Session:
             with self._uncaptured():
                 sys.stdout.write("\n")
                 self._runs[key] = runner.execute(
-                    plan, self.baseline_dir, self.reports_dir, self.allow_mismatch, self.worker, stream=sys.stdout
+                    plan,
+                    self.baseline_dir,
+                    self.reports_dir,
+                    self.allow_mismatch,
+                    self.worker,
+                    stream=sys.stdout,
+                    confirm=self.confirm,
                 )
         return self._runs[key]
 

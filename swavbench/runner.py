@@ -12,11 +12,11 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
-from swavbench import launch
+from swavbench import launch, stats
 from swavbench.baselines import Baseline, baseline_path, check_compatible, load_baseline, machine_profile
 from swavbench.cases import Plan
 from swavbench.compare import Verdict, compare, format_table, no_baseline_verdict, verdict_from_failure
@@ -43,6 +43,7 @@ class Outcome:
     launch: Optional[launch.LaunchResult] = None
     analysis: Optional[RunAnalysis] = None
     warnings: list[str] = field(default_factory=list)
+    attempts: list = field(default_factory=list)  # every Attempt (more than one after a confirmation)
 
     @property
     def exit_code(self) -> int:
@@ -57,6 +58,15 @@ class Outcome:
         ]
         lines += [f"note: {n}" for n in p.notes] + self.warnings
         lines += [format_table(v)] if v.checks else []
+        for n, a in enumerate(self.attempts if len(self.attempts) > 1 else [], 1):
+            s = a.analysis.summary
+            fig = (
+                f"ips {s.ips:.1f}"
+                + (f", median {s.steady.median:.1f} (IQR {s.steady.iqr_pct:.1f}%)" if s and s.steady else "")
+                if s
+                else "no figures"
+            )
+            lines.append(f"attempt {n}: {a.verdict.status} ({fig})")
         lines.append(f"{v.status.upper()}: {v.message}")
         if v.advice:
             lines.append(f"what to do: {v.advice}")
@@ -178,32 +188,45 @@ def update_command(plan: Plan, baseline_dir: Path) -> str:
     return cmd
 
 
-def execute(
+DEFAULT_CONFIRM = 1  # reruns when ips alone is outside its band (issue 6)
+IPS_METRICS = ("ips", "ips_median")
+
+
+@dataclass
+class Attempt:
+    """One launch of a plan, analysed and judged."""
+
+    res: launch.LaunchResult
+    analysis: RunAnalysis
+    verdict: Verdict
+    warnings: list[str]
+    profile: str
+    bfile: Path
+    baseline: Optional[Baseline]
+
+
+def _attempt(
     plan: Plan,
-    baseline_dir: Path = BASELINES_DIR,
-    reports_dir: Path = REPORTS_DIR,
-    allow_mismatch: bool = False,
-    worker: Optional[Sequence[str]] = None,
-    stream: Optional[TextIO] = None,
-    tty: Optional[bool] = None,
-) -> Outcome:
-    """Launch the plan, keep its record, judge it against `baseline_dir/<this profile>/<case>.json`."""
-    if plan.skip_reason:
-        raise SwavbenchError(f"cannot run here: {plan.skip_reason}")
+    baseline_dir: Path,
+    log_dest: Path,
+    allow_mismatch: bool,
+    worker: Optional[Sequence[str]],
+    stream: Optional[TextIO],
+    tty: Optional[bool],
+) -> Attempt:
+    """Launch once into a temp dir, copy the logs to `log_dest`, analyse and judge them."""
     profile = profile_of(plan)
     bfile = baseline_path(baseline_dir, profile, plan.case.id)
     baseline = load_baseline(bfile) if bfile.exists() else None  # a corrupt file stops us before the run
-    run_id = new_run_id(plan.case.id)
-    run_dir = Path(reports_dir) / "runs" / run_id
-    work = Path(tempfile.mkdtemp(prefix=f"swavbench-{run_id}-"))
+    work = Path(tempfile.mkdtemp(prefix="swavbench-"))
     try:
         spec = launch_spec(plan, work, worker)
         progress = launch.Progress(
             spec.node_dir(spec.node_ranks[0]) / "workerlog.0", plan.case.id, plan.marker_step, stream or sys.stdout, tty
         )
         res = launch.run(spec, progress)
-        collect_logs(res, spec, run_dir / "log")
-        a = _analyse(run_dir / "log", plan)
+        collect_logs(res, spec, log_dest)
+        a = _analyse(log_dest, plan)
         header = (a.logs[0].header if a.logs.get(0) else None) or {}
         profile = profile_of(plan, header)
         if profile != bfile.parent.name:  # the trainer ran with other threads/device than planned
@@ -214,9 +237,94 @@ def execute(
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    rec = build_record(plan, run_id, res, a, verdict, profile, baseline, bfile)
+    return Attempt(res, a, verdict, warnings, profile, bfile, baseline)
+
+
+def needs_confirmation(v: Verdict) -> bool:
+    """A regression on ips alone: worth a rerun. A loss or memory mismatch is never confirmed away."""
+    failed = [c.metric for c in v.checks if c.verdict == "fail"]
+    return v.status == "regression" and bool(failed) and all(m in IPS_METRICS for m in failed)
+
+
+def combine(attempts: list[Attempt], case_id: str) -> Verdict:
+    """The verdict on the pooled evidence: steady steps of every attempt (or the mean of their ips)."""
+    first = attempts[0]
+    sums = [a.analysis.summary for a in attempts]
+    steadies = [s.steady for s in sums if s.steady is not None]
+    merged = replace(
+        sums[0],
+        ips=sum(s.ips for s in sums) / len(sums),
+        steady=stats.pooled(steadies) if len(steadies) == len(sums) else None,
+    )
+    v = compare(merged, first.baseline, case_id)
+    word = "confirmed" if v.status == "regression" else "not confirmed"
+    shown = [
+        f"{a.analysis.summary.steady.median:.1f}" if a.analysis.summary.steady else f"{a.analysis.summary.ips:.1f}"
+        for a in attempts
+    ]
+    v.message = (
+        f"{word} over {len(attempts)} runs (ips {', '.join(shown)}; judged on all their steps pooled): " + v.message
+    )
+    return v
+
+
+def attempt_row(n: int, a: Attempt) -> dict:
+    """One entry of result.json `attempts`."""
+    s = a.analysis.summary
+    return {
+        "attempt": n,
+        "status": a.verdict.status,
+        "message": a.verdict.message,
+        "failure_kind": a.verdict.failure_kind,
+        "loss": s.loss if s else None,
+        "ips": s.ips if s else None,
+        "steady": s.steady.as_dict() if s and s.steady else None,
+        "checks": [{k: getattr(c, k) for k in ("metric", "diff", "verdict")} for c in a.verdict.checks],
+        "log_dir": "log" if n == 1 else f"attempts/{n}/log",
+        "duration_s": a.res.duration_s,
+    }
+
+
+def execute(
+    plan: Plan,
+    baseline_dir: Path = BASELINES_DIR,
+    reports_dir: Path = REPORTS_DIR,
+    allow_mismatch: bool = False,
+    worker: Optional[Sequence[str]] = None,
+    stream: Optional[TextIO] = None,
+    tty: Optional[bool] = None,
+    confirm: int = DEFAULT_CONFIRM,
+) -> Outcome:
+    """Launch the plan, keep its record, judge it against `baseline_dir/<this profile>/<case>.json`.
+
+    When ips alone is outside its band, rerun up to `confirm` times and judge all attempts' steady steps
+    pooled (logs of rerun k in `attempts/<k>/log`); a loss change or a failed rerun decides at once.
+    """
+    if plan.skip_reason:
+        raise SwavbenchError(f"cannot run here: {plan.skip_reason}")
+    run_id = new_run_id(plan.case.id)
+    run_dir = Path(reports_dir) / "runs" / run_id
+    attempts = [_attempt(plan, baseline_dir, run_dir / "log", allow_mismatch, worker, stream, tty)]
+    verdict = attempts[0].verdict
+    while needs_confirmation(verdict) and len(attempts) <= confirm:
+        out = stream or sys.stdout
+        out.write(f"[{plan.case.id}] {verdict.message}: rerunning to confirm ({len(attempts)}/{confirm})\n")
+        n = len(attempts) + 1
+        nxt = _attempt(plan, baseline_dir, run_dir / "attempts" / str(n) / "log", allow_mismatch, worker, stream, tty)
+        attempts.append(nxt)
+        if nxt.verdict.status == "failed" or not needs_confirmation(nxt.verdict) and nxt.verdict.exit_code:
+            verdict = nxt.verdict  # the rerun crashed, or changed loss/memory: that decides
+            verdict.message = f"rerun {n}: {verdict.message}"
+            break
+        verdict = combine(attempts, plan.case.id)
+    a = attempts[0]
+    rec = build_record(plan, run_id, a.res, a.analysis, verdict, a.profile, a.baseline, a.bfile)
+    if len(attempts) > 1:
+        rec["attempts"] = [attempt_row(i, x) for i, x in enumerate(attempts, 1)]
     write_json_atomic(run_dir / "result.json", rec)
-    return Outcome(plan, run_id, run_dir, verdict, rec, bfile, baseline, profile, res, a, warnings)
+    return Outcome(
+        plan, run_id, run_dir, verdict, rec, a.bfile, a.baseline, a.profile, a.res, a.analysis, a.warnings, attempts
+    )
 
 
 def _analyse(logdir: Path, plan: Plan) -> RunAnalysis:

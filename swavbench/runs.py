@@ -182,6 +182,7 @@ def build_record(
             for r in (rank0.records if rank0 else [])
         ],
         "failure": failure,
+        "ips_steady": s.steady.as_dict() if s and s.steady else None,  # judges ips when the baseline has it
         "notes": list(plan.notes),
         "resources": {"peak_rss_mb": res.peak_rss_mb, "port_free": res.port_free, "strays": res.strays},
     }

@@ -9,7 +9,10 @@ Faults (env): FAKE_CRASH_RANK/FAKE_CRASH_STEP/FAKE_CRASH_MODE=raise|kill, FAKE_H
 FAKE_HANG_MODE=sleep|sigstop, FAKE_NAN_STEP, FAKE_NO_MARKER=1, FAKE_SLOW=<factor>, FAKE_STEP_S=<sleep>,
 FAKE_STARTUP_S=<sleep>, FAKE_SYNC_DIR=<dir> (ranks wait for each other every step, as a collective does),
 FAKE_STRAY=1 (rank 0 starts a sleeping grandchild in its own session), FAKE_MEM=<GB text> or "none",
-FAKE_IPS_SCALE=<factor>.
+FAKE_IPS_SCALE=<factor>, FAKE_WARMUP_STEPS=<n> (first n steps 4x slower), FAKE_OUTLIER_STEPS=<s,s,...> (those
+steps 3x slower), FAKE_LOSS_BUMP=<delta> from FAKE_LOSS_BUMP_STEP (default 1) on FAKE_LOSS_BUMP_RANK (default
+all). With FAKE_ONCE_FILE=<path>, FAKE_IPS_SCALE and FAKE_LOSS_BUMP apply to the first run only (the one that
+creates `<path>.<rank>`), so a rerun is clean: a one-off slow run, a one-off nondeterminism.
 """
 
 from __future__ import annotations
@@ -87,7 +90,20 @@ def main() -> int:
     lr = float(get(cfg, "Optimizer.LRScheduler.learning_rate", get(cfg, "Optimizer.lr.learning_rate", 0.1)))
     slow = float(env("FAKE_SLOW", "1"))
     step_s = float(env("FAKE_STEP_S", "0.01")) * slow
-    batch_cost = 0.1 * slow / float(env("FAKE_IPS_SCALE", "1"))
+    first_run = True
+    if env("FAKE_ONCE_FILE"):
+        try:
+            with open(f"{env('FAKE_ONCE_FILE')}.{rank}", "x"):
+                pass
+        except FileExistsError:
+            first_run = False
+    ips_scale = float(env("FAKE_IPS_SCALE", "1")) if first_run else 1.0
+    bumped = first_run and env("FAKE_LOSS_BUMP_RANK", str(rank)) == str(rank)
+    bump = float(env("FAKE_LOSS_BUMP", "0")) if bumped else 0.0
+    base_cost = 0.1 * slow / ips_scale
+    outliers = {int(x) for x in env("FAKE_OUTLIER_STEPS").split(",") if x}
+    warm = int(env("FAKE_WARMUP_STEPS", "0"))
+    batch_cost = base_cost
     mem = env("FAKE_MEM", "0.05")
     sync = Path(env("FAKE_SYNC_DIR")) if env("FAKE_SYNC_DIR") else None
     out = sys.stdout
@@ -134,6 +150,9 @@ def main() -> int:
             barrier(sync, rank, world, step)
         time.sleep(step_s)
         loss = 8.0 * math.exp(-lr * step / 50.0) + 0.1 * math.sin(step)
+        if step >= int(env("FAKE_LOSS_BUMP_STEP", "1")):
+            loss += bump
+        batch_cost = base_cost * (4.0 if step <= warm else 3.0 if step in outliers else 1.0)
         if env("FAKE_NAN_STEP") and step >= int(env("FAKE_NAN_STEP")):
             loss = float("nan")
         steps.write(

@@ -38,6 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lst.add_argument("--limit", type=int, default=50, help="show the newest N runs (default 50; 0 = all)")
     add_db_option(lst)
     lst.set_defaults(func=run)
+    chk = sub.add_parser("check", help="exit 1 when a case's ips drifted over runs that each passed")
+    chk.add_argument(
+        "--threshold", type=float, default=None, metavar="PCT",
+        help="smallest lasting level change that counts as drift (default 3%%)",
+    )  # fmt: skip
+    chk.add_argument("--case", metavar="PATTERN", help="case glob (swav_*) or substring")
+    add_db_option(chk)
+    chk.set_defaults(func=run)
 
 
 def print_import_summary(summary: ImportSummary, db: str) -> None:
@@ -49,11 +57,29 @@ def print_import_summary(summary: ImportSummary, db: str) -> None:
     print(f"{summary.line()} into {db}")
 
 
+def check(history: object, args: argparse.Namespace) -> int:
+    """`history check`: print each drift; exit 1 if any (re-record the baseline to acknowledge one)."""
+    from swavbench.drift import DEFAULT_DRIFT_PCT, check_history
+
+    threshold = DEFAULT_DRIFT_PCT if args.threshold is None else args.threshold
+    found = check_history(history, threshold, args.case)
+    for f in found:
+        print(f.line())
+    if not found:
+        print(f"no drift of {threshold:g}% or more in the passing runs since each case's current baseline")
+        return EXIT_OK
+    print("what to do: find the change in the commits since the first drifted run; if intended, re-record "
+          "the baseline (swavbench update-baseline CASE), which acknowledges the drift")
+    return 1
+
+
 def run(args: argparse.Namespace) -> int:
     """Run `history import` or `history list`; corrupt records make `import` exit 3 (after the rest)."""
     from swavbench.history import History
 
     with History(args.db) as history:
+        if args.history_command == "check":
+            return check(history, args)
         if args.history_command == "import":
             summary = history.import_runs(args.runs_dir)
             print_import_summary(summary, history.path)

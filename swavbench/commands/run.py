@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from swavbench.cases import DEVICE_PROFILES, plan_for
-from swavbench.runner import BASELINES_DIR, execute
+from swavbench.runner import BASELINES_DIR, DEFAULT_CONFIRM, execute
 from swavbench.runs import REPORTS_DIR
 
 
@@ -66,6 +66,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compare even if the baseline is from another profile or paddle version",
     )
     parser.add_argument(
+        "--confirm",
+        type=int,
+        default=DEFAULT_CONFIRM,
+        metavar="N",
+        help=f"when ips alone is outside its band, rerun up to N times and judge all runs pooled "
+        f"(default {DEFAULT_CONFIRM}; 0 = judge one run)",
+    )
+    parser.add_argument(
         "-o",
         "--override",
         action="append",
@@ -78,6 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     plan = plan_for(args.case, args.profile, args.data_root, args.override, timeout_s=args.timeout, stall_s=args.stall)
-    outcome = execute(plan, args.baseline_dir, args.reports_dir, args.allow_mismatch, stream=sys.stdout)
+    outcome = execute(
+        plan, args.baseline_dir, args.reports_dir, args.allow_mismatch, stream=sys.stdout, confirm=max(args.confirm, 0)
+    )
     print(outcome.text())
     return outcome.exit_code

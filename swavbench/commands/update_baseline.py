@@ -18,6 +18,7 @@ from typing import Optional
 from swavbench.baselines import Baseline, baseline_path, diff_baselines, load_baseline, write_baseline
 from swavbench.cases import CASES, Case, Plan, marker_for, plan_for, resolve_case, skip_reason
 from swavbench.commands.run import add_case_options
+from swavbench.determinism import band_warning
 from swavbench.errors import BaselineError, RunFailed, SwavbenchError
 from swavbench.logparse import parse_log_file, resolve_logdir
 from swavbench.metrics import RunAnalysis, analyse_logdir
@@ -98,7 +99,7 @@ def _from_dir(args: argparse.Namespace, plan: Plan) -> tuple[RunAnalysis, str, d
 
 
 def _from_run(args: argparse.Namespace, plan: Plan) -> tuple[RunAnalysis, str, dict]:
-    outcome = execute(plan, args.baseline_dir, args.reports_dir, allow_mismatch=True)
+    outcome = execute(plan, args.baseline_dir, args.reports_dir, allow_mismatch=True, confirm=0)
     if outcome.verdict.status == "failed":
         print(outcome.text())
         raise RunFailed(
@@ -133,10 +134,15 @@ def record(args: argparse.Namespace, case: Case) -> Path:
         "run_id": None,
         **extra,
     }
+    if old and isinstance(old.provenance.get("calibration"), dict):
+        provenance["calibration"] = old.provenance["calibration"]  # measured noise of this machine: kept
+    metrics = {"loss": s.loss, "ips": s.ips, "max_mem": s.max_mem, "marker": s.marker}
+    if s.steady is not None:
+        metrics.update(ips_steady=round(s.steady.median, 5), ips_steady_iqr_pct=round(s.steady.iqr_pct, 3))
     new = Baseline(
         case.id,
         profile,
-        {"loss": s.loss, "ips": s.ips, "max_mem": s.max_mem, "marker": s.marker},
+        metrics,
         dict(old.tolerances) if old else plan.tolerances.as_dict(),
         provenance,
         case.passl_name,
@@ -144,6 +150,9 @@ def record(args: argparse.Namespace, case: Case) -> Path:
     print("\n".join(diff_baselines(old, new)))
     write_baseline(path, new)
     print(f"wrote {path}")
+    warning = band_warning(float(new.tolerances.get("ips_pct", 5.0)), provenance.get("calibration"))
+    if warning:
+        print(warning)
     return path
 
 

@@ -15,6 +15,7 @@ from typing import Optional, Union
 
 import pandas as pd
 
+from swavbench.drift import DEFAULT_DRIFT_PCT, find_drift
 from swavbench.history import History
 from swavbench.report.assets import CSS, JS
 from swavbench.report.charts import (
@@ -27,6 +28,7 @@ from swavbench.report.charts import (
     trend_charts,
 )
 from swavbench.report.tables import (
+    attempts_table,
     badge,
     checks_table,
     env_table,
@@ -82,7 +84,7 @@ class _Builder:
         advice = f'<p class="msg advice">{esc(r["advice"])}</p>' if r["advice"] else ""
         command = esc(" ".join(map(str, rec.get("command") or []))) or "—"
         body = (
-            f'<p class="msg">{esc(r["message"])}</p>{advice}{failure_box(r, rec, ranks)}'
+            f'<p class="msg">{esc(r["message"])}</p>{advice}{failure_box(r, rec, ranks)}{attempts_table(rec)}'
             f'<div class="row"><div>{checks_table(checks)}{ranks_table(ranks, r)}</div>{env_table(r, rec)}</div>'
             f"<h3>Steps {self._baseline_note(r['baseline_run_id'] or '')}</h3>"
             f"{_figures(run_charts(steps, base_steps, label), 'steps')}"
@@ -105,12 +107,14 @@ class _Builder:
         """A case+profile section: trend charts, then its runs newest first (the newest open)."""
         runs = "".join(self.run(r, i == 0) for i, (_, r) in enumerate(trend.iloc[::-1].iterrows()))
         first, last = long_time(trend.iloc[0]["started_utc"]), long_time(trend.iloc[-1]["started_utc"])
+        found = find_drift(self.h, trend, DEFAULT_DRIFT_PCT)
+        drift = f'<p class="msg advice drift">{esc(found.line())}</p>' if found else ""
         return (
             f'<section class="card" id="{group_anchor(case, profile)}">'
             f'<h2>{esc(case)} <span class="muted">· {esc(profile)}</span></h2>'
             f"<p>{len(trend)} run(s) from {esc(first)} to {esc(last)} UTC; latest {badge(trend.iloc[-1]['status'])}. "
             "Points are coloured by verdict and link to their run; a cross marks a run without a value.</p>"
-            f"{_figures(trend_charts(trend), 'trend')}<h3>Runs (newest first)</h3>{runs}</section>"
+            f"{drift}{_figures(trend_charts(trend), 'trend')}<h3>Runs (newest first)</h3>{runs}</section>"
         )
 
 

@@ -173,3 +173,27 @@ def run_summary_line(r: pd.Series) -> str:
         f" · ips {num_text(r['ips']) or '—'} · loss {esc(r['loss']) or '—'} · mem {esc(r['max_mem']) or '—'}"
         f" · <code>{esc(r['run_id'])}</code>"
     )
+
+
+def attempts_table(rec: dict) -> str:
+    """The runs behind a confirmed (or not confirmed) ips verdict: one row per attempt; '' for one run."""
+    attempts = rec.get("attempts") if isinstance(rec.get("attempts"), list) else []
+    if len(attempts) < 2:
+        return ""
+    rows = []
+    for a in attempts:
+        if not isinstance(a, dict):
+            continue
+        steady = a.get("steady") if isinstance(a.get("steady"), dict) else {}
+        diffs = ", ".join(f"{c.get('metric')} {c.get('diff')}" for c in a.get("checks") or [] if isinstance(c, dict))
+        rows.append(
+            f"<tr><td>{esc(a.get('attempt'))}</td><td>{badge(str(a.get('status')))}</td>"
+            f"<td>{esc(num_text(a.get('ips')))}</td><td>{esc(num_text(steady.get('median')))}</td>"
+            f"<td>{esc(num_text(steady.get('iqr_pct')))}</td><td>{esc(diffs)}</td><td>{esc(a.get('log_dir'))}</td></tr>"
+        )
+    return (
+        "<h3>Attempts (ips outside its band: rerun, judged on all steady steps pooled)</h3>"
+        '<table class="attempts"><thead><tr><th>#</th><th>verdict</th><th>ips (mean of lines)</th>'
+        "<th>median ips (judges)</th><th>IQR %</th><th>diffs</th><th>logs</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )

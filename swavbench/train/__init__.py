@@ -14,3 +14,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(swav, name)
     raise AttributeError(f"module 'swavbench.train' has no attribute {name!r}")
+
+
+# What this build's trainer can run (the harness skips cases that need more, and says why).
+CAPABILITIES = ("pretrain", "classification")

@@ -48,12 +48,13 @@ class ResModel(nn.Layer):
     def __init__(self, backbone: str, head_classes: int = 0, zero_init_residual: bool = False) -> None:
         super().__init__()
         self.encoder = build_backbone(backbone, zero_init_residual)
-        if head_classes:
-            bound = 1.0 / math.sqrt(self.encoder.feature_dim)  # torch's default Linear init (the reference)
-            init = paddle.ParamAttr(initializer=nn.initializer.Uniform(-bound, bound))
-            self.projection_head = nn.Linear(self.encoder.feature_dim, head_classes, weight_attr=init,
-                                             bias_attr=paddle.ParamAttr(initializer=nn.initializer.Uniform(
-                                                 -bound, bound)))
+        if head_classes:  # torch's default Linear init, as the reference's nn.Linear(2048, 1000)
+            bound = 1.0 / math.sqrt(self.encoder.feature_dim)
+
+            def uniform() -> paddle.ParamAttr:
+                return paddle.ParamAttr(initializer=nn.initializer.Uniform(-bound, bound))
+
+            self.projection_head = nn.Linear(self.encoder.feature_dim, head_classes, uniform(), uniform())
 
 
 class RegLog(nn.Layer):
@@ -80,7 +81,7 @@ class LinearProbe(nn.Layer):
         self.linear = RegLog(self.res_model.encoder.feature_dim, num_classes)
         self.train()
 
-    def train(self, mode: bool = True) -> "LinearProbe":
+    def train(self, mode: bool = True) -> LinearProbe:
         super().train(mode)
         for layer in self.res_model.sublayers(include_self=True):
             layer.training = False  # the trunk stays in eval mode (flags only: eval() flips paddle's tracer)
@@ -218,6 +219,8 @@ def _check_settings(config: dict, finetune: bool) -> tuple[str, int]:
         raise ConfigError(f"{key}: the {'fine-tune' if finetune else 'linear probe'} needs the class count")
     if not finetune and get(config, "Model.backbone.eval_mode", True) is not True:
         raise ConfigError("Model.backbone.eval_mode: the linear probe keeps the trunk in eval mode (set True)")
+    if get(config, "Optimizer.name", "Momentum") != "Momentum":
+        raise ConfigError(f"Optimizer.name={get(config, 'Optimizer.name')}: the classification protocols use Momentum")
     for split in ("Train", "Eval"):
         for item in get(config, f"Metric.{split}", []) or []:
             topk = (item.get("TopkAcc") or {}).get("topk", [1, 5]) if isinstance(item, dict) else None
@@ -273,13 +276,16 @@ def train_classifier(config: dict, config_path: str = "", overrides: Sequence[st
     else:
         log.info("[swavbench] Global.pretrained_model is null: the trunk is RANDOMLY initialised")
     seed_everything(rt.seed + rt.rank)
-    if finetune and rt.sync_batchnorm == "SyncBatchNorm":
+    if not finetune:
+        rt.sync_batchnorm = "none: the probe's trunk is frozen in eval mode (running statistics)"
+    elif rt.sync_batchnorm == "SyncBatchNorm":
         model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     net = paddle.DataParallel(model) if rt.world_size > 1 else model
 
     # ---- optimiser: named groups, each with its own per-epoch (or per-step) schedule --------------------
     unit = opt_cfg.get("lr_decay_unit") or opt_cfg.get("decay_unit") or "step"
-    groups = param_groups(list(model.named_parameters()), opt_cfg, opt_cfg.get("LRScheduler") or opt_cfg.get("lr") or {})
+    trunk_sched = opt_cfg.get("LRScheduler") or opt_cfg.get("lr") or {}
+    groups = param_groups(list(model.named_parameters()), opt_cfg, trunk_sched)
     schedules: dict[str, Callable[[int, int], float]] = {
         g: build_lr_schedule(sched, iters_per_epoch, epochs, unit) for g, (_, sched) in groups.items()}
     optimizer = GroupedMomentum({g: params for g, (params, _) in groups.items()},

@@ -1,0 +1,182 @@
+"""How good are the verdicts? False alarms on clean reruns, catches of a real slowdown and of a loss change.
+
+On this machine, the CPU profile of one case (default swav_pt_1n8c_fp16o1), all against ONE baseline
+recorded at the start (in a scratch baseline dir; the checked-in baselines are never touched):
+  1. clean:    N identical reruns                  -> regressions are false alarms (target 0/N)
+  2. slowdown: N runs while a competing CPU load runs in a separate process (busy-loop workers with a
+               controlled duty cycle; default tuned for ~10% on 2 cores) -> flagged (target >= N-1)
+  3. loss:     N runs with the learning rate x1.0001 -> flagged on the loss (target N/N)
+Each run is judged as `swavbench run` judges it: steady median ips in the band, one confirmation rerun
+when ips alone is outside (--confirm), loss exact. Prints the table, the ips diffs seen and the wall time.
+
+Usage: python benchmarks/verdict_quality.py [--repeats N] [--band PCT] [--duty D] [--load-procs K]
+       [--confirm C] [--case CASE] [--json OUT] [--keep]
+Full run (the issue's table): python benchmarks/verdict_quality.py --repeats 20 --band 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+from swavbench import cases, runner
+from swavbench.baselines import load_baseline, write_baseline
+from swavbench.cli import main as cli
+from swavbench.config import get, load_config
+
+LR_KEY = "Optimizer.LRScheduler.learning_rate"
+BUSY = """
+import sys, time
+duty, period = float(sys.argv[1]), 0.02
+while True:
+    t = time.perf_counter()
+    while time.perf_counter() - t < duty * period:
+        pass
+    if duty < 1:
+        time.sleep((1 - duty) * period)
+"""
+
+
+class CpuLoad:
+    """K busy-loop processes at duty cycle D (a competing job), started and always stopped by us."""
+
+    def __init__(self, procs: int, duty: float) -> None:
+        self.procs, self.duty = procs, duty
+        self.children: list[subprocess.Popen] = []
+
+    def __enter__(self) -> CpuLoad:
+        for _ in range(self.procs):
+            self.children.append(subprocess.Popen([sys.executable, "-c", BUSY, str(self.duty)]))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.children:
+            p.send_signal(signal.SIGTERM)
+        for p in self.children:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.children = []
+
+
+def judged_diff(out: runner.Outcome) -> Optional[float]:
+    """The ips diff % of the check that judged the first attempt (steady median, else mean of lines)."""
+    first = out.attempts[0].verdict if out.attempts else out.verdict
+    for metric in ("ips_median", "ips"):
+        for c in first.checks:
+            if c.metric == metric and c.verdict != "info" and c.diff.endswith("%"):
+                return float(c.diff.rstrip("%"))
+    return None
+
+
+def record_baseline(case: str, bdir: Path, rdir: Path, band: Optional[float]) -> Path:
+    """One fresh baseline from one run; the ips band set to `band` when given."""
+    if cli(["update-baseline", case, "--profile", "cpu", "--baseline-dir", str(bdir), "--reports-dir", str(rdir)]):
+        raise SystemExit("could not record the baseline")
+    path = next(bdir.glob(f"*/{case}.json"))
+    if band is not None:
+        b = load_baseline(path)
+        write_baseline(path, replace(b, tolerances={**b.tolerances, "ips_pct": band}))
+    return path
+
+
+def scenario(name: str, plan: cases.Plan, n: int, bdir: Path, rdir: Path, confirm: int, load: Optional[CpuLoad]):
+    """N judged runs; returns the row of the table and the per-run details."""
+    rows, t0 = [], time.monotonic()
+    for i in range(n):
+        with open(os.devnull, "w") as quiet:
+            if load is not None:
+                with load:
+                    out = runner.execute(plan, bdir, rdir, stream=quiet, confirm=confirm)
+            else:
+                out = runner.execute(plan, bdir, rdir, stream=quiet, confirm=confirm)
+        failed = [c.metric for c in out.verdict.checks if c.verdict == "fail"]
+        rows.append(
+            {
+                "run": i + 1,
+                "status": out.verdict.status,
+                "failed": failed,
+                "attempts": len(out.attempts),
+                "ips_diff_pct": judged_diff(out),
+                "load1": os.getloadavg()[0],
+            }
+        )
+        print(f"  {name} {i + 1}/{n}: {out.verdict.status} {failed or ''} diff {rows[-1]['ips_diff_pct']}% "
+              f"attempts {len(out.attempts)} load {rows[-1]['load1']:.1f}", flush=True)  # fmt: skip
+    flagged = sum(r["status"] != "pass" for r in rows)
+    return {"scenario": name, "runs": n, "flagged": flagged, "reruns": sum(r["attempts"] - 1 for r in rows),
+            "wall_s": time.monotonic() - t0, "details": rows}  # fmt: skip
+
+
+def table(results: list[dict], n: int) -> str:
+    want = {"clean": f"0/{n} (false alarms)", "slowdown": f">= {max(n - 1, 0)}/{n}", "loss": f"{n}/{n}"}
+    lines = [f"{'scenario':<10} {'flagged':>8} {'target':>18} {'reruns':>7} {'ips diff % (min..max)':>22} {'wall':>7}"]
+    for r in results:
+        diffs = [d["ips_diff_pct"] for d in r["details"] if d["ips_diff_pct"] is not None]
+        span = f"{min(diffs):+.2f}..{max(diffs):+.2f}" if diffs else "-"
+        lines.append(f"{r['scenario']:<10} {r['flagged']:>4}/{r['runs']:<3} {want[r['scenario']]:>18} "
+                     f"{r['reruns']:>7} {span:>22} {r['wall_s']:>6.0f}s")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=20, help="runs per scenario (default 20)")
+    ap.add_argument("--case", default="swav_pt_1n8c_fp16o1")
+    ap.add_argument("--band", type=float, default=None, help="ips band %% to judge with (default: the case's)")
+    ap.add_argument("--confirm", type=int, default=runner.DEFAULT_CONFIRM, help="reruns when ips alone fails")
+    ap.add_argument("--duty", type=float, default=1.0, help="duty cycle of each competing busy loop (0..1)")
+    ap.add_argument("--load-procs", type=int, default=1, help="competing busy-loop processes (default 1)")
+    ap.add_argument("--scenarios", default="clean,slowdown,loss", help="comma list (default all three)")
+    ap.add_argument("--json", type=Path, default=None, help="also write all numbers here")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch baselines and run records")
+    args = ap.parse_args()
+    t0 = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="verdict-quality-"))
+    bdir, rdir = work / "baselines", work / "reports"
+    try:
+        plan = cases.plan_for(args.case, "cpu")
+        base_lr = float(get(load_config(plan.config, profile="cpu"), LR_KEY))
+        path = record_baseline(args.case, bdir, rdir, args.band)
+        b = load_baseline(path)
+        print(f"baseline {path}: ips {b.metrics['ips']:.2f} (steady median {b.metrics.get('ips_steady')}), "
+              f"band ±{b.tolerances['ips_pct']:g}%, loss {b.metrics['loss']}, confirm {args.confirm}", flush=True)
+        plans = {
+            "clean": (plan, None),
+            "slowdown": (plan, CpuLoad(args.load_procs, args.duty)),
+            "loss": (cases.with_overrides(plan, f"{LR_KEY}={base_lr * 1.0001!r}"), None),
+        }
+        results = []
+        for name in [s.strip() for s in args.scenarios.split(",") if s.strip()]:
+            p, load = plans[name]
+            results.append(scenario(name, p, args.repeats, bdir, rdir, args.confirm, load))
+        wall = time.monotonic() - t0
+        print()
+        print(table(results, args.repeats))
+        print(f"wall time {wall / 60:.1f} min for {sum(r['runs'] + r['reruns'] for r in results) + 1} case runs "
+              f"(load average at the end {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs)")  # fmt: skip
+        if args.json:
+            args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "wall_s": wall,
+                                             "results": results}, indent=2))  # fmt: skip
+        return 0
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
