@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from swavbench.history import History
     from swavbench.paths import DEFAULT_DB, REPORTS_DIR
     from swavbench.report import build_report
-    from swavbench.runs import execute
+    from swavbench.runner import execute
 
     plan = plan_for(DEMO_CASE, "cpu")
     outcome = execute(plan, stream=sys.stdout)
