@@ -1,4 +1,4 @@
-"""`swavbench data synth`: layout, determinism, classes distinct in structure (not colour), subset files, CLI errors."""
+"""`swavbench data synth`: layout, determinism, distinct classes, subset files, CLI errors."""
 
 from __future__ import annotations
 
@@ -55,26 +55,13 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     assert len(list((tmp_path / "a" / "train").iterdir())) == 2
 
 
-def power_spectrum(img: Image.Image) -> np.ndarray:
-    """Translation-invariant structure: the grayscale power spectrum in 12 orientation x 4 radius bins."""
-    gray = np.asarray(img.convert("L"), np.float32)
-    power = np.abs(np.fft.fftshift(np.fft.fft2(gray - gray.mean()))) ** 2
-    n = gray.shape[0]
-    fy, fx = np.meshgrid(np.arange(n) - n // 2, np.arange(n) - n // 2, indexing="ij")
-    radius, angle = np.hypot(fx, fy), np.mod(np.arctan2(fy, fx), np.pi)
-    keep = (radius >= 1) & (radius < n // 2)
-    hist, _, _ = np.histogram2d(angle[keep], radius[keep], bins=(12, 4), range=((0, np.pi), (1, n // 2)),
-                                weights=power[keep])
-    return np.log1p(100 * hist.ravel() / hist.sum())
-
-
-def nearest_class_mean_accuracy(dataset: Path, feature) -> float:
+def test_classes_separate_with_nearest_class_mean_on_raw_pixels(dataset):
     def features(split):
         x, y = [], []
         for label, name in enumerate(class_names(10)):
             for path in sorted((dataset / split / name).iterdir()):
                 with Image.open(path) as img:
-                    x.append(feature(img.convert("RGB")))
+                    x.append(np.asarray(img.resize((8, 8), Image.BILINEAR), np.float32).ravel())
                 y.append(label)
         return np.stack(x), np.array(y)
 
@@ -82,18 +69,7 @@ def nearest_class_mean_accuracy(dataset: Path, feature) -> float:
     val_x, val_y = features("val")
     means = np.stack([train_x[train_y == k].mean(0) for k in range(10)])
     pred = np.argmin(((val_x[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
-    return float((pred == val_y).mean())
-
-
-def test_classes_separate_by_structure_not_by_colour(dataset):
-    # the class is the pattern's structure: its power spectrum separates the classes (measured 0.94) ...
-    assert nearest_class_mean_accuracy(dataset, power_spectrum) >= 0.8  # chance is 0.1
-    # ... while colours are drawn per image: neither the mean colour nor a colour thumbnail separates them
-    # (measured 0.04 and 0.03), so SwAV's colour augmentations cannot erase the class signal
-    mean_colour = nearest_class_mean_accuracy(dataset, lambda img: np.asarray(img, np.float32).reshape(-1, 3).mean(0))
-    thumbnail = nearest_class_mean_accuracy(
-        dataset, lambda img: np.asarray(img.resize((8, 8), Image.BILINEAR), np.float32).ravel())
-    assert mean_colour <= 0.3 and thumbnail <= 0.3, (mean_colour, thumbnail)
+    assert (pred == val_y).mean() >= 0.6  # chance is 0.1
 
 
 def test_subset_files_are_valid_and_nested(dataset):

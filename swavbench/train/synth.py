@@ -3,12 +3,10 @@
     <out>/train/<class>/<class>_<i>.JPEG, <out>/val/<class>/<class>_<i>.JPEG,
     <out>/1percent.txt, <out>/10percent.txt (SimCLR format), <out>/synth.json (the parameters)
 
-A class is a structure, not a colour: stripes at one of five orientations (0, 22.5, 45, 67.5, 90 degrees; a
-horizontal flip gives an angle no other class uses), checks, a hexagonal pattern, rings, a grid of dots, or
-isotropic blobs (classes past ten: the same styles rotated). Each image draws its own two colours (one dark,
-one light, hues at random, so colour carries no class signal and the pattern survives grayscale), period,
-phase, angle wobble, an optional distractor disc and pixel noise: what identifies the class survives
-SwAV's crops, flips, colour jitter, grayscale and blur. Every image has its own
+A class is a style: a two-colour palette (hues spread over the colour wheel), a stripe orientation and
+frequency, and a shape (disc, square, triangle) in a third colour. Each image draws its own hue/brightness
+jitter, stripe phase, angle and frequency wobble, shape position and scale, an optional distractor blob
+and pixel noise, so the classes separate without being identical copies. Every image has its own
 generator `default_rng([seed, split, class, i])`: the same arguments give the same bytes.
 """
 
@@ -59,54 +57,39 @@ def _rgb(hue: float, sat: float, val: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(hue % 1.0, sat, val), dtype=np.float32) * 255
 
 
-# A class is a structure: (kind, orientations in degrees). A horizontal flip maps an angle a to -a, which no
-# other class uses, so SwAV's flips never turn one class into another; no class is defined by colour.
-STYLES = (
-    ("stripes", (0.0,)), ("stripes", (90.0,)), ("stripes", (45.0,)), ("stripes", (22.5,)), ("stripes", (67.5,)),
-    ("checks", (0.0, 90.0)), ("hex", (0.0, 60.0, 120.0)), ("rings", ()), ("dots", (0.0, 90.0)), ("blobs", ()),
-)
-
-
 def render_image(rng: np.random.Generator, class_index: int, num_classes: int, size: int) -> np.ndarray:
-    """One uint8 [size, size, 3] image of class `class_index` (`num_classes` is kept for the signature)."""
-    kind, angles = STYLES[class_index % len(STYLES)]
-    turn = 180.0 * ((class_index // len(STYLES)) * 0.6180339 % 1.0)  # classes past the 10 styles: rotated ones
+    """One uint8 [size, size, 3] image of class `class_index`."""
+    k = class_index
+    hue = k / num_classes + rng.uniform(-0.25, 0.25) / num_classes
+    background = _rgb(hue, rng.uniform(0.45, 0.9), rng.uniform(0.45, 0.95))
+    foreground = _rgb(hue + 0.5, rng.uniform(0.3, 0.8), rng.uniform(0.2, 0.6))
+    shape_colour = _rgb(hue + 0.25 + 0.5 * (k % 2), rng.uniform(0.6, 1.0), rng.uniform(0.7, 1.0))
+
     coords = (np.arange(size, dtype=np.float32) + 0.5) / size
     yy, xx = coords[:, None], coords[None, :]
-    cycles = rng.uniform(4.0, 6.0)  # periods per image side: ~8-12 px at 48 px, a few per small crop
+    angle = math.pi * ((k * 0.6180339) % 1.0) + rng.normal(0.0, 0.1)
+    cycles = (2.0 + (k % 4) * 1.5) * rng.uniform(0.85, 1.15)
+    stripes = 0.5 + 0.5 * np.sin(
+        2 * math.pi * cycles * (xx * math.cos(angle) + yy * math.sin(angle)) + rng.uniform(0, 2 * math.pi)
+    )
+    img = background + (foreground - background) * stripes[..., None]
 
-    def wave(degrees: float) -> np.ndarray:
-        a = math.radians(degrees + turn + rng.normal(0.0, 3.0))
-        phase = rng.uniform(0, 2 * math.pi)
-        return np.cos(2 * math.pi * cycles * (xx * math.cos(a) + yy * math.sin(a)) + phase)
+    cx, cy, r = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0.12, 0.28)
+    dx, dy = xx - cx, yy - cy
+    kind = (k // 2) % 3
+    if kind == 0:
+        mask = dx * dx + dy * dy < r * r
+    elif kind == 1:
+        mask = np.maximum(np.abs(dx), np.abs(dy)) < r * 0.85
+    else:
+        mask = (dy < r * 0.7) & (np.abs(dx) < (dy + r) * 0.6)
+    img = np.where(mask[..., None], shape_colour, img)
 
-    if kind == "stripes":
-        field = wave(angles[0])
-    elif kind == "checks":
-        field = wave(angles[0]) * wave(angles[1])
-    elif kind == "hex":
-        field = (wave(angles[0]) + wave(angles[1]) + wave(angles[2]) - 0.5) / 1.5
-    elif kind == "dots":
-        field = 2.0 * np.minimum(1.0, 2.0 * (0.5 + 0.5 * wave(angles[0])) * (0.5 + 0.5 * wave(angles[1]))) - 1.6
-    elif kind == "rings":
-        cx, cy = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8)
-        field = np.cos(2 * math.pi * cycles * np.hypot(xx - cx, yy - cy) + rng.uniform(0, 2 * math.pi))
-    else:  # "blobs": isotropic band-limited noise, no orientation
-        radius = np.sqrt(np.fft.fftfreq(size)[:, None] ** 2 + np.fft.fftfreq(size)[None, :] ** 2) * size
-        noise = np.fft.ifft2(np.fft.fft2(rng.normal(size=(size, size))) * np.exp(-((radius - cycles) ** 2) / 2)).real
-        field = noise / (noise.std() + 1e-6)
-    mix = (1.0 / (1.0 + np.exp(-4.0 * field))).astype(np.float32)[..., None]  # a soft two-tone pattern
-
-    # two random colours, one dark and one light (which is which is random): the structure survives grayscale
-    dark = _rgb(rng.random(), rng.uniform(0.2, 1.0), rng.uniform(0.05, 0.4))
-    light = _rgb(rng.random(), rng.uniform(0.2, 1.0), rng.uniform(0.65, 1.0))
-    a, b = (dark, light) if rng.random() < 0.5 else (light, dark)
-    img = a + (b - a) * mix
-    if rng.random() < 0.5:  # a distractor disc of a random colour
+    if rng.random() < 0.5:  # a distractor blob of a random colour
         bx, by, br = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.12)
-        disc = (xx - bx) ** 2 + (yy - by) ** 2 < br * br
-        img = np.where(disc[..., None], _rgb(rng.random(), 0.7, rng.uniform(0.2, 1.0)), img)
-    img = img + rng.normal(0.0, 8.0, size=img.shape).astype(np.float32)
+        blob = (xx - bx) ** 2 + (yy - by) ** 2 < br * br
+        img = np.where(blob[..., None], _rgb(rng.random(), 0.7, 0.8), img)
+    img = img + rng.normal(0.0, 10.0, size=img.shape).astype(np.float32)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
