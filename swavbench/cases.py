@@ -282,6 +282,11 @@ def classification_inputs(case: Case, data_root: Path, pretrained: Optional[str]
     return overrides, count_images(data_root), f"linear probe on {data_root}/train"
 
 
+# $SWAVBENCH_PRETRAINED=<checkpoint prefix> gives lp / ft cases their pre-trained weights explicitly (on a GPU
+# cluster: the real SwAV checkpoint; otherwise the config's Global.pretrained_model is used there). On CPU,
+# without it, the cached short pre-train below is built and used.
+
+
 def cpu_pretrained(data_root: Path) -> str:
     """The cached short CPU pre-train on `data_root` (built on first use, never downloaded)."""
     from swavbench.pretrain_cache import SHORT_PRETRAIN_OVERRIDES, pretrained_checkpoint
@@ -320,7 +325,9 @@ def plan(
             )
         batch = batch_size(case, train_profile)
         if case.needs_pretrained:  # lp / ft: no drop_last, so the last short batch counts
-            pretrained = cpu_pretrained(Path(data_root)) if device_profile == "cpu" else None
+            pretrained = os.environ.get("SWAVBENCH_PRETRAINED") or (
+                cpu_pretrained(Path(data_root)) if device_profile == "cpu" else None
+            )
             extra, n, note = classification_inputs(case, Path(data_root), pretrained)
             overrides += extra
             notes.append(note + (f"; pre-trained weights: {pretrained}" if pretrained else ""))

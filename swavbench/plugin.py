@@ -77,6 +77,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="when ips alone is outside its band, rerun up to N times and judge all runs pooled (0 = off)",
     )
     group.addoption(
+        "--swavbench-report",
+        nargs="?",
+        const="reports/index.html",
+        default=None,
+        metavar="PATH",
+        help="at the end, record this session's runs in the history and write the HTML report "
+        "(default path reports/index.html)",
+    )
+    group.addoption(
         "--swavbench-worker",
         default=None,
         metavar="CMD",
@@ -188,3 +197,22 @@ def swavbench(pytestconfig: pytest.Config) -> Session:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     profile = config.getoption("swavbench_profile")
     return [f"swavbench: profile {profile}, baselines {config.getoption('swavbench_baseline_dir')}"]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """--swavbench-report: import the runs (reports/runs/*) into the history and rebuild the report."""
+    out = session.config.getoption("swavbench_report", None)
+    if not out:
+        return
+    from swavbench.history import History
+    from swavbench.paths import DEFAULT_DB
+    from swavbench.report import build_report
+
+    reports_dir = Path(session.config.getoption("swavbench_reports_dir"))
+    db = reports_dir / Path(DEFAULT_DB).name
+    with History(db) as history:
+        summary = history.import_runs(reports_dir / "runs")
+        path = build_report(history, out)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"swavbench: {summary.line()}; report: {Path(path).resolve()}")

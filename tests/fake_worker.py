@@ -82,8 +82,16 @@ def main() -> int:
     time.sleep(float(env("FAKE_STARTUP_S", "0")))
     bs = int(get(cfg, "DataLoader.Train.sampler.batch_size", 8))
     root = Path(str(get(cfg, "DataLoader.Train.dataset.root", ".")))
-    n_images = count_images(root) if root.is_dir() else 0
-    iters = n_images // (bs * world) if n_images else int(env("FAKE_ITERS", "78"))
+    if get(cfg, "Global.task_type", "ContrastiveLearning") == "Classification":  # root is the split folder
+        subset = get(cfg, "DataLoader.Train.dataset.txt_file_name", None)
+        if subset and (root.parent / subset).is_file():
+            n_images = len((root.parent / subset).read_text().split())
+        else:
+            n_images = count_images(root.parent) if root.is_dir() else 0
+        iters = math.ceil(math.ceil(n_images / world) / bs) if n_images else int(env("FAKE_ITERS", "78"))
+    else:
+        n_images = count_images(root) if root.is_dir() else 0
+        iters = n_images // (bs * world) if n_images else int(env("FAKE_ITERS", "78"))
     epochs = int(get(cfg, "Global.epochs", 1))
     max_step = int(get(cfg, "Global.max_train_step", iters * epochs))
     period = int(get(cfg, "Global.print_batch_step", 10))

@@ -94,10 +94,32 @@ def test_too_small_dataset_is_a_clear_error(tmp_path):
         cases.plan(cases.resolve_case("swav_pt_1n8c_fp16o1"), "cpu", tmp_path)
 
 
-@pytest.mark.parametrize("case_id", ["swav_lp_1n8c_fp32", "swav_ft_1n4c_fp32"])
-def test_classification_cases_are_skipped_with_a_reason(case_id, data_root):
+@pytest.mark.parametrize("case_id, classes_key", [("swav_lp_1n8c_fp32", "Model.num_classes=2"),
+                                                   ("swav_ft_1n4c_fp32", "Model.output_dim=2")])
+def test_classification_cases_start_from_the_cached_pretrain(case_id, classes_key, data_root, monkeypatch):
+    monkeypatch.delenv("SWAVBENCH_PRETRAINED", raising=False)
+    built = []
+    monkeypatch.setattr(cases, "cpu_pretrained", lambda root: built.append(root) or "/cache/pt/latest")
+    (data_root / "10percent.txt").write_text("".join(f"a_{i}.JPEG\n" for i in range(300)))
     p = cases.plan(cases.resolve_case(case_id), "cpu", data_root)
-    assert p.skip_reason and "pre-trained" in p.skip_reason and "issue 4" in p.skip_reason
+    assert p.skip_reason is None and built == [data_root]
+    assert "Global.pretrained_model=/cache/pt/latest" in p.overrides and classes_key in p.overrides
+    assert f"DataLoader.Train.dataset.root={data_root / 'train'}" in p.overrides
+    assert f"DataLoader.Eval.dataset.root={data_root / 'val'}" in p.overrides
+    # no drop_last: ceil(ceil(n / world) / batch) iterations, as the sampler pads
+    assert p.marker == ("20/47" if case_id.startswith("swav_lp") else "0/10")
+
+
+def test_explicit_pretrained_checkpoint_wins_and_missing_trainer_skips(data_root, monkeypatch):
+    monkeypatch.setenv("SWAVBENCH_PRETRAINED", "/cluster/swav_800ep/latest")
+    monkeypatch.setattr(cases, "cpu_pretrained", lambda root: pytest.fail("must not build a pre-train"))
+    p = cases.plan(cases.resolve_case("swav_lp_1n8c_fp32"), "cpu", data_root)
+    assert "Global.pretrained_model=/cluster/swav_800ep/latest" in p.overrides
+    import swavbench.train
+
+    monkeypatch.setattr(swavbench.train, "CAPABILITIES", ("pretrain",))
+    reason = cases.skip_reason(cases.resolve_case("swav_ft_1n4c_fp32"))
+    assert reason and "Classification trainer" in reason
     assert cases.skip_reason(cases.resolve_case("swav_pt_1n8c_fp16o1")) is None
 
 

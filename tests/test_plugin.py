@@ -90,10 +90,14 @@ def test_crashed_rank_is_named(run_cases, monkeypatch, tmp_path):
     result.stdout.fnmatch_lines(["*FAILED: run failed (rank_died): rank 6 exited with code 1*"])
 
 
-def test_classification_cases_skip_with_their_reason(run_cases):
-    result = run_cases("-k", "lp or ft", "-rs")
-    result.assert_outcomes(skipped=2, deselected=2)
-    result.stdout.fnmatch_lines(["*SKIPPED*swav_lp_1n8c_fp32 needs a pre-trained SwAV checkpoint*"])
+def test_classification_cases_run_from_the_given_pretrained_checkpoint(run_cases, data_root, monkeypatch, tmp_path):
+    monkeypatch.setenv("SWAVBENCH_PRETRAINED", "/given/pretrained/latest")  # the fake worker needs no weights
+    (data_root / "val" / "a").mkdir(parents=True, exist_ok=True)
+    (data_root / "10percent.txt").write_text("".join(f"a_{i}.jpg\n" for i in range(160)))
+    result = run_cases("-k", "lp or ft", "--swavbench-update-baseline")
+    result.assert_outcomes(passed=2, deselected=2)
+    records = [p.read_text() for p in tmp_path.rglob("result.json")]
+    assert len(records) == 2 and all("Global.pretrained_model=/given/pretrained/latest" in r for r in records)
 
 
 def test_multinode_case_runs_as_four_launchers(run_cases):
@@ -122,3 +126,12 @@ def test_e2e_marker_is_deselected_by_default(pytester: pytest.Pytester):
     result.assert_outcomes(passed=1, skipped=1, deselected=1)
     result.stdout.fnmatch_lines(["*needs a CUDA GPU*"])
     pytester.runpytest_subprocess("-p", "swavbench.plugin", "-m", "e2e").assert_outcomes(passed=1, deselected=2)
+
+
+def test_swavbench_report_option_records_the_session_and_writes_the_report(run_cases, tmp_path):
+    out = tmp_path / "nightly.html"
+    result = run_cases("-k", "swav_pt_1n8c_fp16o1", "--swavbench-update-baseline", f"--swavbench-report={out}")
+    result.assert_outcomes(passed=1, deselected=3)
+    result.stdout.fnmatch_lines(["*swavbench: imported 1 run(s)*report: *nightly.html*"])
+    html = out.read_text()
+    assert "swav_pt_1n8c_fp16o1" in html and "<svg" in html
