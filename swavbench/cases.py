@@ -89,10 +89,13 @@ class Case:
     gpu_marker: str  # the line check_result reads on GPU, e.g. "200/2599"
     warmup_lines: int = 1  # first logged lines left out of the ips mean (PASSL: iteration 0)
     tolerances: Tolerances = field(default_factory=Tolerances)  # GPU: check_result's rules
-    # CPU: 8+ gloo ranks share 2 cores with whatever else runs there. Measured on this project's machine:
-    # identical consecutive runs differed by 15-25% in ips while other jobs ran, ~3% within a quiet run.
-    # A +-5% band would cry wolf; loss and memory stay exact (issue 6 measures the band and adds reruns).
-    cpu_tolerances: Tolerances = field(default_factory=lambda: Tolerances(ips_pct=20.0))
+    # CPU: 8+ gloo ranks share 2 cores. (The lp / ft cases say +-25%: their CPU steps take ~40 ms, so the
+    # per-step ips spread is ~15-40% IQR and three quiet reruns of each moved the median by up to 14%.)
+    # CPU pre-train: `swavbench calibrate swav_pt_1n8c_fp16o1 --repeats 6` on a quiet
+    # machine here: steady-state median ips max deviation 5.6%, stdev 2.9% run to run (under other jobs'
+    # load: 15-25%). +-10% is ~3.4 sigma of the quiet noise, so the nightly gate does not cry wolf; a
+    # failing ips is rerun once and judged pooled. Loss and memory stay exact. GPU keeps check_result's 5%.
+    cpu_tolerances: Tolerances = field(default_factory=lambda: Tolerances(ips_pct=10.0))
     metric: str = "loss"
     deterministic: bool = True  # Global.deterministic (GPU: FLAGS_cudnn_deterministic)
     needs_pretrained: bool = False  # lp / ft: a pre-trained SwAV checkpoint (issue 4)
@@ -122,9 +125,10 @@ CASES: tuple[Case, ...] = (
         "swav_resnet50_224_lp_in1k_1n8c_dp_fp32",
         "lp",
         gpu=Scale(1, 8, 201, 20),
-        cpu=Scale(1, 8, 21, 5),
+        cpu=Scale(1, 8, 41, 5),
         gpu_marker="200/5005",
         needs_pretrained=True,
+        cpu_tolerances=Tolerances(ips_pct=25.0),
     ),
     Case(
         "swav_ft_1n4c_fp32",
@@ -132,9 +136,10 @@ CASES: tuple[Case, ...] = (
         "swav_resnet50_224_ft_in1k_1n4c_dp_fp32",
         "ft",
         gpu=Scale(1, 4, 121, 20),
-        cpu=Scale(1, 4, 21, 5),
+        cpu=Scale(1, 4, 41, 5),
         gpu_marker="120/126",
         needs_pretrained=True,
+        cpu_tolerances=Tolerances(ips_pct=25.0),
         # The CPU form uses the reference SwAV 10% setting (trunk 0.01, head 0.2; PASSL's 0.02 / 5 is the
         # reference 1% setting) scaled linearly to the CPU global batch (4 x 8 = 32 vs 256). At head lr 5 the
         # CPU fine-tune diverged (eval CELoss 187 -> 592 in two epochs, measured).
@@ -154,7 +159,7 @@ CASES: tuple[Case, ...] = (
         cpu=Scale(
             4,
             4,
-            11,
+            21,
             5,
             note="CPU: 4 launchers x 4 gloo ranks (not x 8) on 127.0.0.1: 32 ranks took "
             "81 s and 13 GB RSS on 2 cores, 16 ranks 48 s and 7 GB",

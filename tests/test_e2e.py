@@ -153,7 +153,7 @@ def test_multinode_case_through_pytest(pytester: pytest.Pytester, dirs):
         timeout=600,
     )
     result.assert_outcomes(passed=1, deselected=3)
-    result.stdout.fnmatch_lines(["*[[]swav_pt_4n32c_fp16o1[]] step 11/11*", "*new baseline cpu-*"])
+    result.stdout.fnmatch_lines(["*[[]swav_pt_4n32c_fp16o1[]] step 21/21*", "*new baseline cpu-*"])
     rec = sorted((dirs["reports"] / "runs").glob("*swav_pt_4n32c_fp16o1*/result.json"))[-1]
     data = json.loads(rec.read_text())
     assert data["environment"]["nnodes"] == 4 and len(data["ranks"]) == 16
