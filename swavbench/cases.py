@@ -319,6 +319,9 @@ def plan(
         *case.extra_overrides,
         *(case.cpu_overrides if device_profile == "cpu" else ()),
     ]
+    if device_profile == "cpu":
+        # the ranks already fill every core: loader workers would only add processes and scheduling noise
+        overrides.append("DataLoader.Train.loader.num_workers=0")
     notes = [n for n in (case.note, scale.note) if n]
     reason = skip_reason(case)
     train_profile = "cpu" if device_profile == "cpu" else None
