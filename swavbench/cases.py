@@ -240,6 +240,15 @@ def batch_size(case: Case, train_profile: Optional[str]) -> int:
     return int(get(load_config(case.config, profile=train_profile), "DataLoader.Train.sampler.batch_size", 64))
 
 
+def last_logged_step(max_step: int, iters_per_epoch: int, print_every: int) -> int:
+    """The last global step <= max_step that prints a line (the trainer logs iterations i % print_every == 0
+    of each epoch): the step whose line a case judges."""
+    step = max_step
+    while step > 1 and ((step - 1) % iters_per_epoch) % print_every:
+        step -= 1
+    return step
+
+
 def marker_for(step: int, iters_per_epoch: int) -> str:
     """The `iter/iters` text of global step `step` (1-based)."""
     return f"{(step - 1) % iters_per_epoch}/{iters_per_epoch}"
@@ -352,12 +361,13 @@ def plan(
                 f"{data_root}/train: {n} images give {iters} iters/epoch at batch {batch} x "
                 f"{scale.world_size} ranks; {case.id} needs >= {scale.max_train_step} (use a bigger dataset)"
             )
-        marker = marker_for(scale.max_train_step, iters)
+        marker_step = last_logged_step(scale.max_train_step, iters, scale.print_batch_step)
+        marker = marker_for(marker_step, iters)
     elif device_profile == "gpu":
-        marker = case.gpu_marker
+        marker, marker_step = case.gpu_marker, scale.max_train_step
         notes.append(f"marker {marker} is PASSL's; pass the dataset root to compute it from the images")
     else:
-        marker = "?"
+        marker, marker_step = "?", scale.max_train_step
     default_timeout = 900.0 if device_profile == "gpu" else 300.0 + 20.0 * scale.world_size
     return Plan(
         case=case,
@@ -367,7 +377,7 @@ def plan(
         overrides=tuple(overrides),
         scale=scale,
         marker=marker,
-        marker_step=scale.max_train_step,
+        marker_step=marker_step,
         warmup_lines=case.warmup_lines,
         tolerances=case.cpu_tolerances if device_profile == "cpu" else case.tolerances,
         threads=threads,

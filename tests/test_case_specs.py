@@ -107,7 +107,7 @@ def test_classification_cases_start_from_the_cached_pretrain(case_id, classes_ke
     assert f"DataLoader.Train.dataset.root={data_root / 'train'}" in p.overrides
     assert f"DataLoader.Eval.dataset.root={data_root / 'val'}" in p.overrides
     # no drop_last: ceil(ceil(n / world) / batch) iterations, as the sampler pads
-    assert p.marker == ("20/47" if case_id.startswith("swav_lp") else "0/10")
+    assert p.marker == ("40/47" if case_id.startswith("swav_lp") else "0/10")
 
 
 def test_explicit_pretrained_checkpoint_wins_and_missing_trainer_skips(data_root, monkeypatch):
@@ -144,3 +144,10 @@ def test_dataset_is_generated_once(tmp_path):
     assert cases.ensure_dataset(spec, tmp_path) == root
     assert (root / "synth.json").stat().st_mtime_ns == stamp
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left
+
+
+def test_marker_is_the_last_logged_line_when_a_run_spans_epochs():
+    # logged iterations are i % 5 == 0 of each epoch: with 24 iterations, step 41 is iter 16 (not logged)
+    assert cases.last_logged_step(41, 24, 5) == 40 and cases.marker_for(40, 24) == "15/24"
+    assert cases.last_logged_step(21, 46, 5) == 21 and cases.marker_for(21, 46) == "20/46"
+    assert cases.last_logged_step(41, 10, 5) == 41 and cases.marker_for(41, 10) == "0/10"

@@ -17,7 +17,7 @@ CASES_FILE = REPO_ROOT / "cases" / "test_cases.py"
 def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fakedata")
     (root / "train" / "a").mkdir(parents=True)
-    for i in range(1536):
+    for i in range(3072):
         (root / "train" / "a" / f"{i}.jpg").touch()
     return root
 

@@ -29,7 +29,7 @@ CASE = "swav_pt_1n8c_fp16o1"
 def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fakedata")
     (root / "train" / "a").mkdir(parents=True)
-    for i in range(1536):  # 1536 // (8 x 8) = 24 iters (1n8c); // (8 x 16) = 12 (4n32c on cpu)
+    for i in range(3072):  # 3072 // (8 x 8) = 48 iters (1n8c); // (8 x 16) = 24 (4n32c on cpu)
         (root / "train" / "a" / f"{i}.jpg").touch()
     return root
 
@@ -84,7 +84,7 @@ def test_recorded_baseline_passes_on_rerun(recorded):
     got = [(c.metric, c.verdict) for c in second.verdict.checks]
     assert got == [("loss", "pass"), ("ips", "info"), ("ips_median", "pass"), ("max_mem", "pass")]
     b = load_baseline(second.baseline_file)
-    assert b.tolerances["ips_pct"] == 10.0 and b.metrics["marker"] == "20/24"
+    assert b.tolerances["ips_pct"] == 10.0 and b.metrics["marker"] == "20/48"
     assert b.provenance["run_id"] == recorded["first"].run_id
     assert b.provenance["command"].startswith(f"swavbench update-baseline {CASE} --profile cpu")
 
@@ -119,7 +119,7 @@ def test_result_json_follows_the_design(recorded):
     }
     assert keys <= set(rec)
     assert rec["status"] == "pass" and rec["exit_code"] == 0 and rec["failure"] is None
-    assert rec["metrics"] == {"marker": "20/24", "loss": rec["log_lines"][-1]["loss"], "ips": 640.0, "max_mem": "0.05"}
+    assert rec["metrics"] == {"marker": "20/48", "loss": rec["log_lines"][-1]["loss"], "ips": 640.0, "max_mem": "0.05"}
     assert rec["environment"]["world_size"] == 8 and rec["environment"]["nproc_per_node"] == 8
     assert [r["rank"] for r in rec["ranks"]] == list(range(8))
     assert all(r["exit_code"] == 0 and r["reached_marker"] for r in rec["ranks"])
@@ -134,7 +134,7 @@ def test_changed_learning_rate_fails_on_loss(recorded, data_root, dirs):
     out = execute(plan(data_root, CASE, "Optimizer.LRScheduler.learning_rate=0.60006"), dirs)
     assert out.exit_code == 1 and out.verdict.status == "regression"
     loss = next(c for c in out.verdict.checks if c.metric == "loss")
-    assert loss.verdict == "fail" and "loss changed at 20/24" in out.verdict.message
+    assert loss.verdict == "fail" and "loss changed at 20/48" in out.verdict.message
     assert "if intended, run swavbench update-baseline" in out.verdict.advice
 
 
@@ -166,7 +166,7 @@ def test_faster_run_fails_too(recorded, data_root, dirs, monkeypatch):
     "env,kind,text",
     [
         ({"FAKE_NAN_STEP": "8"}, "nan_loss", "loss: nan"),
-        ({"FAKE_NO_MARKER": "1"}, "missing_marker", "marker 20/24 not found"),
+        ({"FAKE_NO_MARKER": "1"}, "missing_marker", "marker 20/48 not found"),
         (
             {"FAKE_CRASH_RANK": "3", "FAKE_CRASH_STEP": "6", "FAKE_CRASH_MODE": "kill"},
             "rank_died",
@@ -301,7 +301,7 @@ def test_loss_change_is_never_confirmed_away(recorded, data_root, dirs, monkeypa
     monkeypatch.setenv("FAKE_LOSS_BUMP", "0.001")
     out = execute(plan(data_root), dirs)
     assert out.exit_code == 1 and len(out.attempts) == 1, out.text()
-    assert "loss changed at 20/24" in out.verdict.message
+    assert "loss changed at 20/48" in out.verdict.message
 
 
 def test_steady_median_skips_detected_warmup_and_slow_steps(recorded, data_root, dirs, monkeypatch):
