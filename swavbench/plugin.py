@@ -18,7 +18,7 @@ from typing import Optional
 
 import pytest
 
-from swavbench import cases, runner, runs
+from swavbench import cases, paths, runner
 from swavbench.cases import DEVICE_PROFILES, Plan
 from swavbench.errors import SwavbenchError
 
@@ -41,14 +41,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--swavbench-baseline-dir",
         type=Path,
-        default=runner.BASELINES_DIR,
+        default=paths.BASELINES_DIR,
         metavar="DIR",
         help="baselines root holding <profile>/<case>.json",
     )
     group.addoption(
         "--swavbench-reports-dir",
         type=Path,
-        default=runs.REPORTS_DIR,
+        default=paths.REPORTS_DIR,
         metavar="DIR",
         help="where runs/<run-id>/ are kept",
     )

@@ -20,12 +20,10 @@ from swavbench import launch, stats
 from swavbench.baselines import Baseline, baseline_path, check_compatible, load_baseline, machine_profile
 from swavbench.cases import Plan
 from swavbench.compare import Verdict, compare, format_table, no_baseline_verdict, verdict_from_failure
-from swavbench.config import REPO_ROOT
 from swavbench.errors import RunFailed, SwavbenchError
 from swavbench.metrics import RunAnalysis, analyse_logdir
-from swavbench.runs import REPORTS_DIR, build_record, collect_logs, new_run_id, write_json_atomic
-
-BASELINES_DIR = REPO_ROOT / "baselines"
+from swavbench.paths import BASELINES_DIR, REPORTS_DIR
+from swavbench.runs import build_record, collect_logs, new_run_id, write_json_atomic
 
 
 @dataclass

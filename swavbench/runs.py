@@ -26,7 +26,6 @@ from swavbench.config import REPO_ROOT
 from swavbench.errors import EnvironmentProblem
 from swavbench.metrics import RunAnalysis
 
-REPORTS_DIR = REPO_ROOT / "reports"
 COPIED = ("workerlog.*", "steps.*.jsonl", "run_header.json")  # never launch's envlog/backup_env (full env)
 
 

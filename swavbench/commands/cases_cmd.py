@@ -8,7 +8,8 @@ from pathlib import Path
 
 from swavbench.baselines import baseline_path
 from swavbench.cases import CASES, DEVICE_PROFILES, default_device_profile, plan, skip_reason
-from swavbench.runner import BASELINES_DIR, profile_of
+from swavbench.paths import BASELINES_DIR
+from swavbench.runner import profile_of
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from swavbench.cases import DEVICE_PROFILES, plan_for
-from swavbench.runner import BASELINES_DIR, DEFAULT_CONFIRM, execute
-from swavbench.runs import REPORTS_DIR
+from swavbench.paths import BASELINES_DIR, REPORTS_DIR
+from swavbench.runner import DEFAULT_CONFIRM, execute
 
 
 def add_case_options(parser: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ in a status field, and `CheckedLoader` replays it in the caller's thread, raisin
 
 from __future__ import annotations
 
+import abc
 import os
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -102,7 +103,7 @@ def sample_rng(seed: int, rank: int, epoch: int, index: int) -> np.random.Genera
     return np.random.default_rng([seed, rank, epoch, index])
 
 
-class _GuardedDataset(paddle.io.Dataset):
+class _GuardedDataset(paddle.io.Dataset, abc.ABC):
     """`__getitem__` never raises: an exception in paddle's reader thread (num_workers=0) hangs the loader
     for good, and one in a worker becomes a traceback wall. A failed sample comes back as `placeholder`
     with status `[epoch, index]` (else `[-1, -1]`); CheckedLoader then replays `load` in the caller's
@@ -113,11 +114,13 @@ class _GuardedDataset(paddle.io.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    @abc.abstractmethod
     def load(self, index: int, epoch: int) -> list[np.ndarray]:
-        raise NotImplementedError
+        """The sample's arrays; raises (e.g. DataError) when it cannot be read."""
 
+    @abc.abstractmethod
     def placeholder(self, index: int) -> list[np.ndarray]:
-        raise NotImplementedError
+        """Zeros of the sample's shapes, returned in place of a sample that failed."""
 
     def __getitem__(self, key: tuple[int, int]) -> list[np.ndarray]:
         if not (isinstance(key, tuple) and len(key) == 2):
