@@ -1,19 +1,21 @@
 """How good are the verdicts? False alarms on clean reruns, catches of a real slowdown and of a loss change.
 
 On this machine, the CPU profile of one case (default swav_pt_1n8c_fp16o1), all against ONE baseline
-recorded at the start (in a scratch baseline dir; the checked-in baselines are never touched):
+recorded at the start as a nightly machine would record it (`update-baseline --repeats 5`: the median of 5
+runs; in a scratch baseline dir, the checked-in baselines are never touched), judged with a +-5% band
+(check_result's; --band):
   1. clean:    N identical reruns                  -> regressions are false alarms (target 0/N)
   2. slowdown: N runs while a competing CPU load runs in a separate process (busy-loop workers with a
                controlled duty cycle; default tuned for ~10% on 2 cores) -> flagged (target >= N-1)
   3. loss:     N runs with the learning rate x1.0001 -> flagged on the loss (target N/N)
-Each run is judged as `swavbench run` judges it: steady median ips in the band, one confirmation rerun
+Each run is judged as `swavbench run` judges it: steady-state ips in the band, one confirmation rerun
 when ips alone is outside (--confirm), loss exact. Prints the table, the ips diffs of the first attempts
 (the slowdown row's median diff shows the slowdown actually injected: tune --duty/--load-procs to ~-10%)
 and the wall time. Run it on a quiet machine: other jobs' load is noise on top of what is measured.
 
-Usage: python benchmarks/verdict_quality.py [--repeats N] [--band PCT] [--duty D] [--load-procs K]
-       [--confirm C] [--case CASE] [--json OUT] [--keep]
-Full run (the issue's table): python benchmarks/verdict_quality.py --repeats 20 --band 5
+Usage: python benchmarks/verdict_quality.py [--repeats N] [--band PCT] [--baseline-repeats R] [--duty D]
+       [--load-procs K] [--confirm C] [--case CASE] [--scenarios a,b] [--json OUT] [--keep]
+Full run (the issue's table): python benchmarks/verdict_quality.py --repeats 20 --json reports/verdict_quality.json
 """
 
 from __future__ import annotations
@@ -75,18 +77,19 @@ class CpuLoad:
 
 
 def judged_diff(out: runner.Outcome) -> Optional[float]:
-    """The ips diff % of the check that judged the first attempt (steady median, else mean of lines)."""
+    """The ips diff % of the check that judged the first attempt (steady-state ips, else mean of lines)."""
     first = out.attempts[0].verdict if out.attempts else out.verdict
-    for metric in ("ips_median", "ips"):
+    for metric in ("ips_steady", "ips"):
         for c in first.checks:
             if c.metric == metric and c.verdict != "info" and c.diff.endswith("%"):
                 return float(c.diff.rstrip("%"))
     return None
 
 
-def record_baseline(case: str, bdir: Path, rdir: Path, band: Optional[float]) -> Path:
-    """One fresh baseline from one run; the ips band set to `band` when given."""
-    if cli(["update-baseline", case, "--profile", "cpu", "--baseline-dir", str(bdir), "--reports-dir", str(rdir)]):
+def record_baseline(case: str, bdir: Path, rdir: Path, band: Optional[float], repeats: int) -> Path:
+    """One fresh baseline from the median of `repeats` runs; the ips band set to `band` when given."""
+    if cli(["update-baseline", case, "--profile", "cpu", "--repeats", str(repeats), "--baseline-dir", str(bdir),
+            "--reports-dir", str(rdir)]):  # fmt: skip
         raise SystemExit("could not record the baseline")
     path = next(bdir.glob(f"*/{case}.json"))
     if band is not None:
@@ -139,7 +142,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20, help="runs per scenario (default 20)")
     ap.add_argument("--case", default="swav_pt_1n8c_fp16o1")
-    ap.add_argument("--band", type=float, default=None, help="ips band %% to judge with (default: the case's)")
+    ap.add_argument("--band", type=float, default=5.0, help="ips band %% to judge with (default 5; 0: the case's)")
+    ap.add_argument("--baseline-repeats", type=int, default=5, help="runs the baseline is the median of (default 5)")
     ap.add_argument("--confirm", type=int, default=runner.DEFAULT_CONFIRM, help="reruns when ips alone fails")
     ap.add_argument("--duty", type=float, default=1.0, help="duty cycle of each competing busy loop (0..1)")
     ap.add_argument("--load-procs", type=int, default=1, help="competing busy-loop processes (default 1)")
@@ -153,10 +157,12 @@ def main() -> int:
     try:
         plan = cases.plan_for(args.case, "cpu")
         base_lr = float(get(load_config(plan.config, profile="cpu"), LR_KEY))
-        path = record_baseline(args.case, bdir, rdir, args.band)
+        path = record_baseline(args.case, bdir, rdir, args.band or None, args.baseline_repeats)
         b = load_baseline(path)
-        print(f"baseline {path}: ips {b.metrics['ips']:.2f} (steady median {b.metrics.get('ips_steady')}), "
-              f"band ±{b.tolerances['ips_pct']:g}%, loss {b.metrics['loss']}, confirm {args.confirm}", flush=True)
+        noise = b.provenance.get("calibration", {}).get("stdev_pct")
+        print(f"baseline {path}: ips {b.metrics['ips']:.2f} (steady {b.metrics.get('ips_steady')}, run-to-run "
+              f"stdev {noise}% over {args.baseline_repeats} runs), band ±{b.tolerances['ips_pct']:g}%, "
+              f"loss {b.metrics['loss']}, confirm {args.confirm}", flush=True)  # fmt: skip
         plans = {
             "clean": (plan, None),
             "slowdown": (plan, CpuLoad(args.load_procs, args.duty)),

@@ -57,7 +57,10 @@ class SynthData:
 
     @property
     def key(self) -> str:
-        return f"synth-c{self.classes}-t{self.train_per_class}-v{self.val_per_class}-s{self.size}-r{self.seed}"
+        from swavbench.train.synth import STYLE_VERSION
+
+        return (f"synth{STYLE_VERSION}-c{self.classes}-t{self.train_per_class}-v{self.val_per_class}-s{self.size}"
+                f"-r{self.seed}")  # fmt: skip
 
     def synth_args(self, out: Path) -> list[str]:
         return [
@@ -303,10 +306,10 @@ def classification_inputs(case: Case, data_root: Path, pretrained: Optional[str]
 
 def cpu_pretrained(data_root: Path) -> str:
     """The cached short CPU pre-train on `data_root` (built on first use, never downloaded)."""
-    from swavbench.pretrain_cache import SHORT_PRETRAIN_OVERRIDES, pretrained_checkpoint
+    from swavbench.pretrain_cache import pretrained_checkpoint, short_pretrain_overrides
 
-    return str(pretrained_checkpoint(PRETRAIN_CONFIG, "cpu", data_root, SHORT_PRETRAIN_OVERRIDES,
-                                     cache_dir() / "pretrained"))
+    overrides = short_pretrain_overrides(count_images(Path(data_root)))
+    return str(pretrained_checkpoint(PRETRAIN_CONFIG, "cpu", data_root, overrides, cache_dir() / "pretrained"))
 
 
 def plan(
@@ -419,9 +422,10 @@ def ensure_dataset(spec: SynthData = CPU_DATA, root: Optional[Path] = None) -> P
         "seed": spec.seed,
     }
     marker = target / "synth.json"
-    if marker.is_file() and json.loads(marker.read_text()) == params:
+    from swavbench.train.synth import STYLE_VERSION, synthesize
+
+    if marker.is_file() and json.loads(marker.read_text()) == {**params, "style_version": STYLE_VERSION}:
         return target
-    from swavbench.train.synth import synthesize
 
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

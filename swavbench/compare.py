@@ -7,9 +7,10 @@ Rules (tests/CI/case.sh `check_result`):
   We compute the diff in decimal arithmetic on the printed values and round half-even to 2 decimals, so
   float noise (5.000000000000004) cannot flip the boundary and the diff shown is the diff judged.
 - ips, robust: when the run has per-step records (steps.0.jsonl) and the baseline an `ips_steady`, the
-  verdict is judged on the steady-state MEDIAN ips (warm-up detected from the data, swavbench.stats) with
-  the same band and rounding; PASSL's mean-of-lines ips stays in the table as an "info" row. A few slow
-  steps on a shared machine move the mean but not the median.
+  verdict is judged on the steady-state ips (`ips_steady`: warm-up detected from the data, then images over
+  time of the steady steps with the slowest and fastest 10% left out; swavbench.stats) with the same band
+  and rounding; PASSL's mean-of-lines ips stays in the table as an "info" row. A few slow steps on a shared
+  machine move the mean of lines but not the steady figure.
 - max mem: exact string compare; a baseline may instead give an absolute tolerance in GB (inclusive:
   |diff| <= tol passes) or "ignore". A missing field on both sides counts as equal.
 """
@@ -95,7 +96,7 @@ def _check_loss(s: Summary, b: Baseline, tol: object) -> Check:
 
 
 def _check_ips(s: Summary, b: Baseline, tol: float, judges: bool = True) -> Check:
-    """PASSL's mean-of-lines ips; informational (verdict "info") when the steady median judges."""
+    """PASSL's mean-of-lines ips; informational (verdict "info") when the steady-state ips judges."""
     base = float(b.metrics["ips"])
     if not judges:
         d = ips_diff_pct(s.ips, base) if math.isfinite(s.ips) else None
@@ -105,8 +106,8 @@ def _check_ips(s: Summary, b: Baseline, tol: float, judges: bool = True) -> Chec
 
 
 def _check_steady(s: Summary, b: Baseline, tol: float) -> Check:
-    """The steady-state median ips (per-step records after the detected warm-up): judges the verdict."""
-    return _band_check("ips_median", s.steady.median, float(b.metrics["ips_steady"]), tol, s)
+    """The steady-state ips (trimmed rate of the per-step records after the warm-up): judges the verdict."""
+    return _band_check("ips_steady", s.steady.rate, float(b.metrics["ips_steady"]), tol, s)
 
 
 def _band_check(metric: str, got: float, base: float, tol: float, s: Summary) -> Check:
@@ -121,14 +122,14 @@ def _band_check(metric: str, got: float, base: float, tol: float, s: Summary) ->
         word = "slower" if d < 0 else "faster"
         shown = f"{abs(d):.2f}" if abs(abs(d) - t) < 1 else f"{abs(d):.1f}"
         edge = ", the band is exclusive as in check_result" if abs(d) == t else ""
-        what = "ips" if metric == "ips" else "steady-state median ips"
+        what = "ips" if metric == "ips" else "steady-state ips"
         msg = (f"{what} {shown}% {word} than baseline (measured {got:.1f} vs {base:.1f} img/s, "
                f"allowed ±{_num(tol)}%{edge})")
     return Check(metric, _num(base), _num(got), _pct(d), f"±{_num(tol)}%", "pass" if ok else "fail", msg)
 
 
 def robust_judges(s: Summary, b: Baseline) -> bool:
-    """True when the steady-state median judges ips (both the run and the baseline have it)."""
+    """True when the steady-state ips judges (both the run and the baseline have it)."""
     return s.steady is not None and isinstance(b.metrics.get("ips_steady"), (int, float))
 
 
@@ -162,7 +163,7 @@ def _advice(failed: list[Check], ips: Check, b: Baseline, case: str, s: Summary)
     commit = b.provenance.get("commit")
     since = f" since the baseline commit {commit}" if commit else " since the baseline was recorded"
     update = f"swavbench update-baseline {case}"
-    names = {"ips" if c.metric == "ips_median" else c.metric for c in failed}
+    names = {"ips" if c.metric == "ips_steady" else c.metric for c in failed}
     if s.metric in names:
         return f"find what changed{since} (code, config, data, paddle); if intended, run {update}"
     if "ips" in names and ips.diff == "n/a":
@@ -205,7 +206,7 @@ def compare(summary: Summary, baseline: Baseline, case_id: str) -> Verdict:
         advice = f"{abs(d):.1f}% {word} than baseline (within tolerance)"
         if d > 0:
             advice += f": if intended, run swavbench update-baseline {case_id}"
-    which = "steady median ips" if robust else "ips"
+    which = "steady-state ips" if robust else "ips"
     message = (f"all checks pass: {summary.metric} {summary.loss} at {summary.marker}, {which} {ips.diff} "
                f"vs baseline" + (f", max mem {summary.max_mem} GB" if summary.max_mem else ""))
     return Verdict("pass", checks, message, advice, EXIT_OK, case_id)

@@ -1,7 +1,7 @@
 """Drift over the stored history: per case and profile, the passing runs against the current baseline.
 
 Each night may pass inside its band while the level creeps (-2% a night for three nights). The series is
-the steady-state median ips of each passing run (PASSL's mean of lines for records without one), since
+the steady-state ips (trimmed rate) of each passing run (PASSL's mean of lines for records without one), since
 the newest baseline; `swavbench.stats.detect_drift` finds the step. Re-recording the baseline
 acknowledges a drift (the series starts again), so a finding is always new.
 """
@@ -40,10 +40,10 @@ class DriftFinding:
 
 
 def run_ips(history: History, run_id: str, fallback: float) -> float:
-    """The ips a run is judged on: its steady-state median when recorded, else the mean of lines."""
+    """The ips a run is judged on: its steady-state ips when recorded, else the mean of lines."""
     rec = history.record(run_id) or {}
     steady = rec.get("ips_steady") if isinstance(rec.get("ips_steady"), dict) else {}
-    value = steady.get("median")
+    value = steady.get("rate", steady.get("median"))  # records before the trimmed rate kept the median
     return float(value) if isinstance(value, (int, float)) else float(fallback)
 
 

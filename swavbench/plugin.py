@@ -182,6 +182,7 @@ class Session:
             reports_dir=self.reports_dir,
             timeout=None,
             stall=None,
+            repeats=1,
         )
         with self._uncaptured():
             update_baseline.record(args, outcome.plan.case)

@@ -60,7 +60,8 @@ class Outcome:
             s = a.analysis.summary
             fig = (
                 f"ips {s.ips:.1f}"
-                + (f", median {s.steady.median:.1f} (IQR {s.steady.iqr_pct:.1f}%)" if s and s.steady else "")
+                + (f", steady {s.steady.rate:.1f} (median {s.steady.median:.1f}, IQR {s.steady.iqr_pct:.1f}%)"
+                   if s and s.steady else "")
                 if s
                 else "no figures"
             )
@@ -187,7 +188,7 @@ def update_command(plan: Plan, baseline_dir: Path) -> str:
 
 
 DEFAULT_CONFIRM = 1  # reruns when ips alone is outside its band (issue 6)
-IPS_METRICS = ("ips", "ips_median")
+IPS_METRICS = ("ips", "ips_steady")
 
 
 @dataclass
@@ -257,7 +258,7 @@ def combine(attempts: list[Attempt], case_id: str) -> Verdict:
     v = compare(merged, first.baseline, case_id)
     word = "confirmed" if v.status == "regression" else "not confirmed"
     shown = [
-        f"{a.analysis.summary.steady.median:.1f}" if a.analysis.summary.steady else f"{a.analysis.summary.ips:.1f}"
+        f"{a.analysis.summary.steady.rate:.1f}" if a.analysis.summary.steady else f"{a.analysis.summary.ips:.1f}"
         for a in attempts
     ]
     v.message = (

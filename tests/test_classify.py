@@ -181,25 +181,22 @@ def test_bad_input_is_one_line_and_an_exit_code(synth_data, pretrained, tmp_path
 
 
 # ---- the key result: a short SwAV pre-train gives features a linear probe can use ------------------------------
-# Investigated (see the issue 4 note): on this synthetic set the CPU profile's own pre-train (batch 8,
-# 100 prototypes, lr 0.6) collapses to uniform codes (loss -> ln 100 = 4.605 within two epochs); batch 32,
-# 30 prototypes and lr 0.15 learn instead. The baseline is the randomly initialised trunk the pre-train
-# starts from (zero_init_residual, seed 31: test below), i.e. what the pre-training added.
-SHORT_PRETRAIN = ["Global.epochs=10", "DataLoader.Train.sampler.batch_size=32", "Model.backbone.nmb_prototypes=30",
-                  "Optimizer.LRScheduler.learning_rate=0.15", "Optimizer.LRScheduler.eta_min=0.00015",
-                  "Global.print_batch_step=100"]
+# The synthetic classes are textures with a random palette per image (swavbench/train/synth.py): colour is a
+# nuisance that SwAV's colour augmentation teaches the trunk to ignore. The random trunk is the one the short
+# pre-train starts from (same seed, standard init: test below), so the difference is what pre-training added.
 
 
 def test_random_probe_trunk_is_the_trunk_pretraining_starts_from():
     from swavbench.config import load_config
+    from swavbench.pretrain_cache import SHORT_PRETRAIN_OVERRIDES
     from swavbench.train.classify import LinearProbe
     from swavbench.train.model import build_pretrain_model
     from swavbench.train.runtime import seed_everything
 
     seed_everything(31)
-    start = build_pretrain_model(load_config(PT, profile="cpu")).state_dict()
+    start = build_pretrain_model(load_config(PT, list(SHORT_PRETRAIN_OVERRIDES), profile="cpu")).state_dict()
     seed_everything(31)
-    probe = LinearProbe("resnet_tiny", 10, zero_init_residual=True).state_dict()
+    probe = LinearProbe("resnet_tiny", 10, zero_init_residual=False).state_dict()
     trunk = [k for k in probe if k.startswith("res_model.encoder.")]
     assert len(trunk) == 60
     for key in trunk:
@@ -207,17 +204,22 @@ def test_random_probe_trunk_is_the_trunk_pretraining_starts_from():
 
 
 @pytest.mark.slow
-def test_probe_on_a_short_pretrain_beats_chance_and_its_random_initial_trunk(tmp_path):
+def test_probe_on_a_short_pretrain_beats_chance_and_a_random_trunk(tmp_path):
+    from swavbench.pretrain_cache import short_pretrain_overrides
     from swavbench.train.synth import synthesize
 
     data = tmp_path / "data"
     synthesize(data, classes=10, train_per_class=60, val_per_class=30, size=48, seed=0)
-    prefix = pretrained_checkpoint(PT, "cpu", data, SHORT_PRETRAIN, tmp_path / "cache")
+    prefix = pretrained_checkpoint(PT, "cpu", data, [*short_pretrain_overrides(600), "Global.print_batch_step=100"],
+                                   tmp_path / "cache")
+    log = (prefix.parent / "train.log").read_text()
+    losses = [float(x) for x in re.findall(r"loss: ([\d.]+)", log)]
+    assert losses[-1] < np.log(100) - 0.5, losses  # the codes are predicted: far below uniform (ln K)
     probe = [*data_overrides(data, 10), "Global.epochs=20", "Global.print_batch_step=100",
              "Global.eval_during_train=False"]
     run(LP, tmp_path / "pre", *probe, f"Global.pretrained_model={prefix}")
-    run(LP, tmp_path / "init", *probe, "Global.pretrained_model=None", "Model.backbone.zero_init_residual=True")
+    run(LP, tmp_path / "init", *probe, "Global.pretrained_model=None", "Model.backbone.zero_init_residual=False")
     pre, init, chance = evals(tmp_path / "pre")[-1]["top1"], evals(tmp_path / "init")[-1]["top1"], 1 / 10
-    print(f"linear probe top-1: pre-trained trunk {pre:.4f}, its random initial trunk {init:.4f}, chance {chance}")
-    assert pre >= 3 * chance, (pre, init)
-    assert pre >= init + 0.06, (pre, init)  # measured 0.57 vs 0.43 (seed 31), 0.54 vs 0.44 (seed 7)
+    print(f"linear probe top-1: pre-trained trunk {pre:.4f}, random trunk {init:.4f}, chance {chance}")
+    assert pre >= 4 * chance, (pre, init)
+    assert pre >= init + 0.15, (pre, init)  # measured 0.62 vs 0.32 (seed 31)

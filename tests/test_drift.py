@@ -85,13 +85,13 @@ def test_report_shows_both_attempts_of_a_confirmation(tmp_path):
     rec["message"] = "not confirmed over 2 runs (ips 80.0, 100.0; judged on all their steps pooled): ..."
     rec["attempts"] = [
         {"attempt": 1, "status": "regression", "ips": 78.0, "steady": {"median": 80.0, "iqr_pct": 4.0},
-         "checks": [{"metric": "ips_median", "diff": "-20.00%", "verdict": "fail"}], "log_dir": "log"},
+         "checks": [{"metric": "ips_steady", "diff": "-20.00%", "verdict": "fail"}], "log_dir": "log"},
         {"attempt": 2, "status": "pass", "ips": 97.0, "steady": {"median": 100.0, "iqr_pct": 2.0},
-         "checks": [{"metric": "ips_median", "diff": "+0.00%", "verdict": "pass"}], "log_dir": "attempts/2/log"},
+         "checks": [{"metric": "ips_steady", "diff": "+0.00%", "verdict": "pass"}], "log_dir": "attempts/2/log"},
     ]  # fmt: skip
     with History(tmp_path / "h.sqlite") as h:
         h.add_record(rec)
         page = render_report(h)
     assert "Attempts (ips outside its band: rerun, judged on all steady steps pooled)" in page
     assert "<td>80.00</td>" in page and "<td>100.00</td>" in page and "attempts/2/log" in page
-    assert "ips_median -20.00%" in page
+    assert "ips_steady -20.00%" in page

@@ -86,11 +86,11 @@ def test_baseline_ips_off_fails_on_ips(recorded, factor, band, word):
     base = load_baseline(second.baseline_file)
     edited = replace(
         base,
-        metrics={**base.metrics, "ips_steady": second.analysis.summary.steady.median * factor},
+        metrics={**base.metrics, "ips_steady": second.analysis.summary.steady.rate * factor},
         tolerances={**base.tolerances, "ips_pct": band},
     )
     v = compare(second.analysis.summary, edited, CASE)
-    assert v.exit_code == 1 and [c.metric for c in v.checks if c.verdict == "fail"] == ["ips_median"]
+    assert v.exit_code == 1 and [c.metric for c in v.checks if c.verdict == "fail"] == ["ips_steady"]
     assert f"% {word} than baseline" in v.message and f"allowed ±{band:g}%" in v.message
 
 

@@ -82,7 +82,7 @@ def test_recorded_baseline_passes_on_rerun(recorded):
     second = recorded["second"]
     assert second.exit_code == 0, second.text()
     got = [(c.metric, c.verdict) for c in second.verdict.checks]
-    assert got == [("loss", "pass"), ("ips", "info"), ("ips_median", "pass"), ("max_mem", "pass")]
+    assert got == [("loss", "pass"), ("ips", "info"), ("ips_steady", "pass"), ("max_mem", "pass")]
     b = load_baseline(second.baseline_file)
     assert b.tolerances["ips_pct"] == 10.0 and b.metrics["marker"] == "20/48"
     assert b.provenance["run_id"] == recorded["first"].run_id
@@ -148,11 +148,11 @@ def test_baseline_ips_off_fails_on_ips(recorded, factor, band, word):
     base = load_baseline(second.baseline_file)
     edited = replace(
         base,
-        metrics={**base.metrics, "ips_steady": second.analysis.summary.steady.median * factor},
+        metrics={**base.metrics, "ips_steady": second.analysis.summary.steady.rate * factor},
         tolerances={**base.tolerances, "ips_pct": band},
     )
     v = compare(second.analysis.summary, edited, CASE)
-    assert v.exit_code == 1 and [c.metric for c in v.checks if c.verdict == "fail"] == ["ips_median"]
+    assert v.exit_code == 1 and [c.metric for c in v.checks if c.verdict == "fail"] == ["ips_steady"]
     assert f"% {word} than baseline" in v.message and f"allowed ±{band:g}%" in v.message
 
 
@@ -304,14 +304,15 @@ def test_loss_change_is_never_confirmed_away(recorded, data_root, dirs, monkeypa
     assert "loss changed at 20/48" in out.verdict.message
 
 
-def test_steady_median_skips_detected_warmup_and_slow_steps(recorded, data_root, dirs, monkeypatch):
+def test_steady_ips_skips_detected_warmup_and_an_odd_slow_step(recorded, data_root, dirs, monkeypatch):
     monkeypatch.setenv("FAKE_WARMUP_STEPS", "3")
-    monkeypatch.setenv("FAKE_OUTLIER_STEPS", "6,11")  # two of the logged lines
+    monkeypatch.setenv("FAKE_OUTLIER_STEPS", "11")  # a logged line, 3x slower
     out = execute(plan(data_root), dirs)
     s = out.analysis.summary
-    assert s.steady.warmup_steps == 3 and s.steady.median == 640.0 and s.steady.n_steps == 18
-    assert s.ips < 0.95 * 640  # PASSL's mean of lines sees the slow steps; it is shown, not judged
-    assert out.exit_code == 0 and out.record["ips_steady"]["median"] == 640.0
+    assert s.steady.warmup_steps == 3 and s.steady.n_steps == 18
+    assert s.steady.rate == pytest.approx(640.0) and s.steady.median == 640.0  # the slow step is trimmed
+    assert s.ips < 0.95 * 640  # PASSL's mean of lines sees the slow step; it is shown, not judged
+    assert out.exit_code == 0 and out.record["ips_steady"]["rate"] == pytest.approx(640.0)
 
 
 def _cli(data_root: Path, dirs: dict, *args: str) -> list[str]:
@@ -341,7 +342,7 @@ def test_calibrate_stores_noise_and_flags_a_narrow_band(recorded, data_root, dir
         assert main(_cli(data_root, dirs, "calibrate", CASE, "--repeats", "2")) == 0
         out = capsys.readouterr().out
         cal = load_baseline(bfile).provenance["calibration"]
-        assert cal["repeats"] == 2 and cal["values"] == [320.0, 640.0] and cal["statistic"] == "steady median"
+        assert cal["repeats"] == 2 and cal["values"] == [320.0, 640.0] and cal["statistic"] == "steady rate"
         assert "warning: the ips band ±10% is narrower than the measured run-to-run noise" in out
         assert load_baseline(bfile).metrics == before.metrics  # calibration never touches the figures
         monkeypatch.delenv("FAKE_IPS_SCALE")
@@ -352,6 +353,39 @@ def test_calibrate_stores_noise_and_flags_a_narrow_band(recorded, data_root, dir
         from swavbench.baselines import write_baseline
 
         write_baseline(bfile, before)
+
+
+def test_update_baseline_repeats_records_the_median_and_the_spread(recorded, data_root, dirs, monkeypatch,
+                                                                   tmp_path, capsys):
+    monkeypatch.setenv("SWAVBENCH_WORKER", f"{FAKE} train")
+    bfile = recorded["second"].baseline_file
+    before = load_baseline(bfile)
+    monkeypatch.setenv("FAKE_ONCE_FILE", str(tmp_path / "once"))
+    monkeypatch.setenv("FAKE_IPS_SCALE", "0.5")  # run 1 at half speed: one run alone would centre the band there
+    try:
+        assert main(_cli(data_root, dirs, "update-baseline", CASE, "--repeats", "3")) == 0
+        after = load_baseline(bfile)
+        assert after.metrics["ips_steady"] == pytest.approx(640.0)  # median of 320, 640, 640
+        assert after.metrics["loss"] == before.metrics["loss"] and after.tolerances == before.tolerances
+        cal = after.provenance["calibration"]
+        assert cal["repeats"] == 3 and cal["values"] == [320.0, 640.0, 640.0]
+        assert cal["source"] == "update-baseline --repeats" and len(after.provenance["run_ids"]) == 3
+        assert "recording run 3/3" in capsys.readouterr().out
+    finally:
+        from swavbench.baselines import write_baseline
+
+        write_baseline(bfile, before)
+
+
+def test_update_baseline_repeats_refuses_runs_that_disagree(recorded, data_root, dirs, monkeypatch, tmp_path):
+    monkeypatch.setenv("SWAVBENCH_WORKER", f"{FAKE} train")
+    bfile = recorded["second"].baseline_file
+    before = bfile.read_bytes()
+    monkeypatch.setenv("FAKE_ONCE_FILE", str(tmp_path / "once"))
+    monkeypatch.setenv("FAKE_LOSS_BUMP", "0.001")  # run 1 only: a nondeterministic training
+    assert main(_cli(data_root, dirs, "update-baseline", CASE, "--repeats", "2")) == 2
+    assert bfile.read_bytes() == before  # nothing written
+    assert main(_cli(data_root, dirs, "update-baseline", CASE, "--repeats", "0")) == 3
 
 
 # Faults (issue 6): each a distinct kind or error, bounded in time, nothing left running, nothing damaged.

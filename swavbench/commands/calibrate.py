@@ -1,6 +1,6 @@
 """`swavbench calibrate CASE --repeats N`: measure this machine's run-to-run ips noise, store it in the baseline.
 
-Runs the case N times (not judged, no reruns), takes each run's steady-state median ips, and writes
+Runs the case N times (not judged, no reruns), takes each run's steady-state ips (trimmed rate), and writes
 {repeats, median, max_dev_pct, stdev_pct, values, date_utc, load} to the baseline's
 `provenance.calibration` (atomic, locked). Warns when the baseline's ips band is narrower than the noise.
 """
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             print(out.text())
             raise RunFailed(out.verdict.failure_kind or "failed", f"calibration run {n} failed: {out.verdict.message}")
         s = out.analysis.summary
-        values.append(s.steady.median if s.steady else s.ips)
+        values.append(s.steady.rate if s.steady else s.ips)
         steady = steady and s.steady is not None
         loads.append(os.getloadavg()[0])
         bfile = out.baseline_file
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     noise.update(
         date_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         load1_max=round(max(loads), 2),
-        statistic="steady median" if steady else "mean of lines",
+        statistic="steady rate" if steady else "mean of lines",
     )
     print(
         f"run-to-run ips noise over {len(values)} runs: max deviation {noise['max_dev_pct']:.2f}%, "

@@ -1,9 +1,14 @@
-"""`swavbench update-baseline CASE... [--all] [--from LOGDIR] [--profile cpu|gpu] [--baseline-dir DIR]`.
+"""`swavbench update-baseline CASE... [--all] [--repeats N] [--from LOGDIR] [--profile cpu|gpu] [--baseline-dir DIR]`.
 
 Runs each case (or reads a finished log: a run folder `reports/runs/<id>/` or a launch log dir), shows the
 old -> new diff and writes `baselines/<this machine's profile>/<case>.json` atomically. A failed run
 (crash, hang, NaN, missing marker) is refused: exit 2, nothing written. A baseline's tolerances are kept
 when it is re-recorded (they are a decision, not a measurement).
+
+`--repeats N` runs the case N times and records the MEDIAN ips figures, so the band is centred on this
+machine's typical speed and not on one lucky or unlucky run; the N runs must log the same loss, marker
+and max mem (else: refused, nothing written), and their spread is stored as the baseline's calibration
+(as `swavbench calibrate` would).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import statistics
 import time
 from pathlib import Path
 from typing import Optional
@@ -18,7 +24,7 @@ from typing import Optional
 from swavbench.baselines import Baseline, baseline_path, diff_baselines, load_baseline, write_baseline
 from swavbench.cases import CASES, Case, Plan, marker_for, plan_for, resolve_case, skip_reason
 from swavbench.commands.run import add_case_options
-from swavbench.determinism import band_warning
+from swavbench.determinism import band_warning, ips_noise
 from swavbench.errors import BaselineError, RunFailed, SwavbenchError
 from swavbench.logparse import parse_log_file, resolve_logdir
 from swavbench.metrics import RunAnalysis, analyse_logdir
@@ -37,6 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="LOGDIR",
         help="record from a finished run folder or launch log dir instead of running",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N times, record the median ips (same loss required) and store the spread (default 1)",
     )
     parser.add_argument("--marker", default=None, help="marker for a raw log dir without run header")
     parser.add_argument(
@@ -114,10 +127,45 @@ def _from_run(args: argparse.Namespace, plan: Plan) -> tuple[RunAnalysis, str, d
     )
 
 
+def _same_figures(case: Case, runs: list[RunAnalysis]) -> None:
+    """Refuse runs that disagree on what must be exact (loss, marker, max mem): the baseline would flake."""
+    first = runs[0].summary
+    for n, a in enumerate(runs[1:], 2):
+        s = a.summary
+        for field, one, other in (("marker", first.marker, s.marker), (first.metric, first.loss, s.loss),
+                                  ("max mem", first.max_mem, s.max_mem)):  # fmt: skip
+            if one != other:
+                raise RunFailed(
+                    "nondeterministic",
+                    f"refusing to record {case.id}: run 1 logged {field} {one} but run {n} {other}; identical "
+                    f"runs must agree (see swavbench determinism {case.id})",
+                )
+
+
+def _median_figures(runs: list[RunAnalysis]) -> dict:
+    """ips figures of N runs: the median of each (the spread goes to the calibration)."""
+    sums = [a.summary for a in runs]
+    out = {"ips": statistics.median(s.ips for s in sums)}
+    if all(s.steady is not None for s in sums):
+        out.update(
+            ips_steady=round(statistics.median(s.steady.rate for s in sums), 5),
+            ips_steady_iqr_pct=round(statistics.median(s.steady.iqr_pct for s in sums), 3),
+        )
+    return out
+
+
 def record(args: argparse.Namespace, case: Case) -> Path:
     """Run (or read) one case and write its baseline; returns the path written."""
     plan = plan_for(case.id, args.profile, args.data_root, timeout_s=args.timeout, stall_s=args.stall)
-    a, profile, extra = _from_dir(args, plan) if args.from_dir else _from_run(args, plan)
+    runs, run_ids = [], []
+    for n in range(1 if args.from_dir else args.repeats):
+        if args.repeats > 1:
+            print(f"recording run {n + 1}/{args.repeats} of {case.id}")
+        a, profile, extra = _from_dir(args, plan) if args.from_dir else _from_run(args, plan)
+        runs.append(a)
+        run_ids.append(extra.get("run_id"))
+    _same_figures(case, runs)
+    a = runs[0]
     s = a.summary
     path = baseline_path(args.baseline_dir, profile, case.id)
     old = _old(path)
@@ -138,7 +186,14 @@ def record(args: argparse.Namespace, case: Case) -> Path:
         provenance["calibration"] = old.provenance["calibration"]  # measured noise of this machine: kept
     metrics = {"loss": s.loss, "ips": s.ips, "max_mem": s.max_mem, "marker": s.marker}
     if s.steady is not None:
-        metrics.update(ips_steady=round(s.steady.median, 5), ips_steady_iqr_pct=round(s.steady.iqr_pct, 3))
+        metrics.update(ips_steady=round(s.steady.rate, 5), ips_steady_iqr_pct=round(s.steady.iqr_pct, 3))
+    if len(runs) > 1:
+        metrics.update(_median_figures(runs))
+        steady = all(r.summary.steady is not None for r in runs)
+        noise = ips_noise([r.summary.steady.rate if steady else r.summary.ips for r in runs])
+        noise.update(date_utc=provenance["date_utc"], statistic="steady rate" if steady else "mean of lines",
+                     source="update-baseline --repeats")  # fmt: skip
+        provenance.update(run_id=None, run_ids=run_ids, repeats=len(runs), calibration=noise)
     new = Baseline(
         case.id,
         profile,
@@ -162,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
     cases = list(CASES) if args.all else [resolve_case(n) for n in args.cases]
     if not cases:
         raise SwavbenchError(f"name a case or pass --all; known: {', '.join(c.id for c in CASES)}")
+    if args.repeats < 1 or (args.from_dir and args.repeats != 1):
+        raise SwavbenchError("--repeats N needs N >= 1 and runs the case: it cannot be used with --from")
     if args.from_dir and len(cases) != 1:
         raise SwavbenchError("--from reads one finished run: name exactly one case")
     for case in cases:

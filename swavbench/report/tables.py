@@ -188,12 +188,12 @@ def attempts_table(rec: dict) -> str:
         diffs = ", ".join(f"{c.get('metric')} {c.get('diff')}" for c in a.get("checks") or [] if isinstance(c, dict))
         rows.append(
             f"<tr><td>{esc(a.get('attempt'))}</td><td>{badge(str(a.get('status')))}</td>"
-            f"<td>{esc(num_text(a.get('ips')))}</td><td>{esc(num_text(steady.get('median')))}</td>"
-            f"<td>{esc(num_text(steady.get('iqr_pct')))}</td><td>{esc(diffs)}</td><td>{esc(a.get('log_dir'))}</td></tr>"
+            f"<td>{esc(num_text(a.get('ips')))}</td><td>{esc(num_text(steady.get('rate', steady.get('median'))))}</td>"
+            f"<td>{esc(num_text(steady.get('median')))}</td><td>{esc(num_text(steady.get('iqr_pct')))}</td><td>{esc(diffs)}</td><td>{esc(a.get('log_dir'))}</td></tr>"
         )
     return (
         "<h3>Attempts (ips outside its band: rerun, judged on all steady steps pooled)</h3>"
         '<table class="attempts"><thead><tr><th>#</th><th>verdict</th><th>ips (mean of lines)</th>'
-        "<th>median ips (judges)</th><th>IQR %</th><th>diffs</th><th>logs</th></tr></thead>"
+        "<th>steady ips (judges)</th><th>median ips</th><th>IQR %</th><th>diffs</th><th>logs</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )

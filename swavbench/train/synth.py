@@ -3,11 +3,14 @@
     <out>/train/<class>/<class>_<i>.JPEG, <out>/val/<class>/<class>_<i>.JPEG,
     <out>/1percent.txt, <out>/10percent.txt (SimCLR format), <out>/synth.json (the parameters)
 
-A class is a style: a two-colour palette (hues spread over the colour wheel), a stripe orientation and
-frequency, and a shape (disc, square, triangle) in a third colour. Each image draws its own hue/brightness
-jitter, stripe phase, angle and frequency wobble, shape position and scale, an optional distractor blob
-and pixel noise, so the classes separate without being identical copies. Every image has its own
-generator `default_rng([seed, split, class, i])`: the same arguments give the same bytes.
+A class is a texture: one of 10 families (horizontal / vertical stripes, checkerboard, rings, dots, grid,
+spokes, wavy bands, diamonds, discs); classes beyond 10 are the families at another scale, line thickness
+and rotation. Colour is NOT a class cue: every image draws its own two-colour palette (any hues, light and
+dark in either order), plus its own phase, centre, frequency wobble and pixel noise. So the classes are
+visually distinct in structure, and a model must look past colour to tell them apart - what SwAV's colour
+augmentations teach, and what a randomly initialised network's features (dominated by colour) do not give
+(issue 4: tests/test_classify.py). Every image has its own generator `default_rng([seed, split, class,
+i])`: the same arguments give the same bytes.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ SPLITS = {"train": 0, "val": 1}
 SUBSETS = {"1percent.txt": 0.01, "10percent.txt": 0.10}
 MARKER = "synth.json"
 MAX_CLASSES = 10_000  # class names keep 8 digits, so their sorted order is the class order
+STYLE_VERSION = 2  # bump when render_image changes: cached datasets are keyed by it (swavbench.cases.SynthData)
 
 
 @dataclass(frozen=True)
@@ -57,38 +61,65 @@ def _rgb(hue: float, sat: float, val: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(hue % 1.0, sat, val), dtype=np.float32) * 255
 
 
+FAMILIES = 10  # texture families; class k is family k % 10 at style variant k // 10
+
+
+def _pattern(family: int, rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, cycles: float,
+             level: float) -> np.ndarray:
+    """Boolean foreground mask of one texture family (random phase and centre: position is not a cue)."""
+    phase = rng.uniform(0, 2 * math.pi, size=2)
+    cx, cy = rng.uniform(0.3, 0.7, size=2)
+
+    def wave(t: np.ndarray, k: int = 0) -> np.ndarray:
+        return np.sin(2 * math.pi * cycles * t + phase[k])
+
+    if family == 0:  # horizontal stripes
+        return wave(yy + 0 * xx) > level
+    if family == 1:  # vertical stripes
+        return wave(xx + 0 * yy) > level
+    if family == 2:  # checkerboard
+        return (wave(xx) > level) ^ (wave(yy, 1) > 0)
+    if family == 3:  # concentric rings
+        return wave(np.hypot(xx - cx, yy - cy)) > level
+    if family == 4:  # dots on a grid
+        return wave(xx) * wave(yy, 1) > 0.5 + 0.3 * level
+    if family == 5:  # grid of thin lines
+        return (np.abs(np.sin(math.pi * cycles * xx + phase[0])) < 0.25 + 0.1 * level) | (
+            np.abs(np.sin(math.pi * cycles * yy + phase[1])) < 0.25 + 0.1 * level
+        )
+    if family == 6:  # radial spokes
+        return np.sin(np.arctan2(yy - cy, xx - cx) * 2 * round(cycles + 2) + phase[0]) > level
+    if family == 7:  # wavy horizontal bands
+        return wave(yy + 0.08 * np.sin(2 * math.pi * 2 * xx + phase[1])) > level
+    if family == 8:  # diamonds (two diagonal gratings)
+        return (wave(xx + yy) > level) & (wave(xx - yy, 1) > 0)
+    blobs = np.zeros(np.broadcast(xx, yy).shape, dtype=bool)  # family 9: a few large discs
+    for _ in range(3):
+        bx, by = rng.uniform(0, 1, size=2)
+        blobs |= (xx - bx) ** 2 + (yy - by) ** 2 < rng.uniform(0.1, 0.2) ** 2
+    return blobs
+
+
 def render_image(rng: np.random.Generator, class_index: int, num_classes: int, size: int) -> np.ndarray:
-    """One uint8 [size, size, 3] image of class `class_index`."""
-    k = class_index
-    hue = k / num_classes + rng.uniform(-0.25, 0.25) / num_classes
-    background = _rgb(hue, rng.uniform(0.45, 0.9), rng.uniform(0.45, 0.95))
-    foreground = _rgb(hue + 0.5, rng.uniform(0.3, 0.8), rng.uniform(0.2, 0.6))
-    shape_colour = _rgb(hue + 0.25 + 0.5 * (k % 2), rng.uniform(0.6, 1.0), rng.uniform(0.7, 1.0))
+    """One uint8 [size, size, 3] image of class `class_index` (see module doc)."""
+    family, variant = class_index % FAMILIES, class_index // FAMILIES
+    # the style variant (classes beyond the first 10): scale, line thickness, then a rotation of the pattern
+    cycles = (4.0, 2.5, 6.0)[variant % 3] * rng.uniform(0.75, 1.25)  # cycles across the image
+    level = (0.0, 0.5, -0.5)[(variant // 3) % 3]
+    angle = math.pi * ((variant // 9) * 0.6180339 % 1.0)
+    coords = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
+    y0, x0 = coords[:, None], coords[None, :]
+    xx = x0 * math.cos(angle) - y0 * math.sin(angle) + 0.5
+    yy = x0 * math.sin(angle) + y0 * math.cos(angle) + 0.5
+    mask = _pattern(family, rng, xx, yy, cycles, level)
 
-    coords = (np.arange(size, dtype=np.float32) + 0.5) / size
-    yy, xx = coords[:, None], coords[None, :]
-    angle = math.pi * ((k * 0.6180339) % 1.0) + rng.normal(0.0, 0.1)
-    cycles = (2.0 + (k % 4) * 1.5) * rng.uniform(0.85, 1.15)
-    stripes = 0.5 + 0.5 * np.sin(
-        2 * math.pi * cycles * (xx * math.cos(angle) + yy * math.sin(angle)) + rng.uniform(0, 2 * math.pi)
-    )
-    img = background + (foreground - background) * stripes[..., None]
-
-    cx, cy, r = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0.12, 0.28)
-    dx, dy = xx - cx, yy - cy
-    kind = (k // 2) % 3
-    if kind == 0:
-        mask = dx * dx + dy * dy < r * r
-    elif kind == 1:
-        mask = np.maximum(np.abs(dx), np.abs(dy)) < r * 0.85
-    else:
-        mask = (dy < r * 0.7) & (np.abs(dx) < (dy + r) * 0.6)
-    img = np.where(mask[..., None], shape_colour, img)
-
-    if rng.random() < 0.5:  # a distractor blob of a random colour
-        bx, by, br = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.12)
-        blob = (xx - bx) ** 2 + (yy - by) ** 2 < br * br
-        img = np.where(blob[..., None], _rgb(rng.random(), 0.7, 0.8), img)
+    # colour is a nuisance: a random palette per image (light and dark, any hues)
+    hue = rng.random()
+    light = _rgb(hue, rng.uniform(0.3, 0.9), rng.uniform(0.6, 0.95))
+    dark = _rgb(hue + rng.uniform(0.25, 0.75), rng.uniform(0.3, 0.9), rng.uniform(0.1, 0.45))
+    if rng.random() < 0.5:
+        light, dark = dark, light
+    img = np.where(mask[..., None], light, dark)
     img = img + rng.normal(0.0, 10.0, size=img.shape).astype(np.float32)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
@@ -152,6 +183,7 @@ def synthesize(
         "val_per_class": val_per_class,
         "size": size,
         "seed": seed,
+        "style_version": STYLE_VERSION,
     }
     (out / MARKER).write_text(json.dumps(params, sort_keys=True) + "\n", encoding="utf-8")
     return SynthResult(
