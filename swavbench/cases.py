@@ -94,10 +94,12 @@ class Case:
     tolerances: Tolerances = field(default_factory=Tolerances)  # GPU: check_result's rules
     # CPU: 8+ gloo ranks share 2 cores. (The lp / ft cases say +-25%: their CPU steps take ~40 ms, so the
     # per-step ips spread is ~15-40% IQR and three quiet reruns of each moved the median by up to 14%.)
-    # CPU pre-train: `swavbench calibrate swav_pt_1n8c_fp16o1 --repeats 6` on a quiet
-    # machine here: steady-state median ips max deviation 5.6%, stdev 2.9% run to run (under other jobs'
-    # load: 15-25%). +-10% is ~3.4 sigma of the quiet noise, so the nightly gate does not cry wolf; a
-    # failing ips is rerun once and judged pooled. Loss and memory stay exact. GPU keeps check_result's 5%.
+    # CPU pre-train, quiet machine here: steady-state ips (trimmed rate) run to run stdev 2.3-3.3% within a
+    # batch of runs, but the level of a batch moved by up to 9% between batches minutes apart (3 runs at
+    # 195-205 img/s, then 5 at 210-229; no other job running). The checked-in CPU baselines must also hold
+    # on a fresh CI VM of this profile, so they keep +-10%; a dedicated nightly machine can take
+    # check_result's +-5% after `update-baseline --repeats 5` (benchmarks/verdict_quality.py measures that
+    # setting). A failing ips is rerun once and judged pooled. Loss and memory stay exact. GPU: +-5%.
     cpu_tolerances: Tolerances = field(default_factory=lambda: Tolerances(ips_pct=10.0))
     metric: str = "loss"
     deterministic: bool = True  # Global.deterministic (GPU: FLAGS_cudnn_deterministic)
