@@ -99,7 +99,7 @@ class Case:
     # 195-205 img/s, then 5 at 210-229; no other job running). The checked-in CPU baselines must also hold
     # on a fresh CI VM of this profile, so they keep +-10%; a dedicated nightly machine can take
     # check_result's +-5% after `update-baseline --repeats 5` (benchmarks/verdict_quality.py measures that
-    # setting). A failing ips is rerun once and judged pooled. Loss and memory stay exact. GPU: +-5%.
+    # setting). A failing ips is rerun once after a pause (both runs must fail). Loss, memory exact. GPU +-5%.
     cpu_tolerances: Tolerances = field(default_factory=lambda: Tolerances(ips_pct=10.0))
     metric: str = "loss"
     deterministic: bool = True  # Global.deterministic (GPU: FLAGS_cudnn_deterministic)

@@ -55,6 +55,8 @@ SCRUB_ENV = (
     "PADDLE_IPS",
 )
 FAILED_RE = re.compile(r"Container rank (\d+) status failed cmd .* code (-?\d+) log (\S+)")
+# a rank that died of a PEER's death: a collective timed out or its connection closed
+PEER_ERROR_RE = re.compile(r"gloo::(TimeoutException|IoException)|Connection (closed|reset) by peer|Broken pipe")
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ class LaunchResult:
     port_free: Optional[bool] = None
     peak_rss_mb: float = 0.0
     failed_rank: Optional[int] = None
+    seen_ranks: set = field(default_factory=set)  # global ranks seen alive by the watcher
+    first_gone: list = field(default_factory=list)  # ranks whose process vanished first, while others ran
 
     @property
     def duration_s(self) -> float:
@@ -278,7 +282,9 @@ def _watch(
             progress.update()
         if now - last_scan >= 1.0:
             last_scan = now
-            result.peak_rss_mb = max(result.peak_rss_mb, procs.rss_mb(procs.find(token)))
+            live = procs.find(token)
+            result.peak_rss_mb = max(result.peak_rss_mb, procs.rss_mb(live))
+            _note_vanished(result, {p.global_rank for p in live if p.global_rank is not None})
         codes = {node: p.poll() for node, p in launchers.items()}
         result.returncodes = codes
         if all(c is not None for c in codes.values()):
@@ -306,6 +312,30 @@ def _watch(
             result.message = f"hang: no progress in any worker log for {quiet:.0f} s; {what}"
             result.failed_rank = stopped[0] if stopped else None
             return
+
+
+def _died_of_a_peer(spec: LaunchSpec, r: RankExit) -> bool:
+    """True when rank r's worker log ends on a collective timeout / closed connection (a peer died first)."""
+    path = spec.node_dir(r.node) / f"workerlog.{r.local_rank}"
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(path.stat().st_size - 16384, 0))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return False
+    return PEER_ERROR_RE.search(tail) is not None
+
+
+def _note_vanished(result: LaunchResult, alive: set) -> None:
+    """Remember the first ranks whose process disappeared while other ranks still ran.
+
+    paddle's launcher reports the first failed rank IT notices: when a rank is killed, a peer that aborts on a
+    collective timeout can be reported instead. The order in which processes vanish names the real first one.
+    """
+    gone = result.seen_ranks - alive
+    if gone and alive and not result.first_gone:
+        result.first_gone = sorted(gone)
+    result.seen_ranks |= alive
 
 
 def _grew(dirs, sizes: dict[Path, int]) -> bool:
@@ -381,6 +411,13 @@ def _judge_exits(spec: LaunchSpec, result: LaunchResult) -> None:
         result.message = "; ".join(
             f"rank {r.rank} exited with code {r.exit_code}{procs.signal_name(r.exit_code)}" for r in bad
         )
+        earlier = [g for g in result.first_gone if g not in {r.rank for r in bad}]
+        if earlier and _died_of_a_peer(spec, bad[0]):  # the reported rank only followed another one's death
+            result.failed_rank = earlier[0]
+            result.message = (
+                f"rank {earlier[0]} died first (its process vanished while the others still ran), then "
+                + result.message
+            )
     else:
         result.status = "launch_error"
         result.message = (

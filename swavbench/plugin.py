@@ -4,7 +4,7 @@ Registered by the top-level conftest.py (`pytest_plugins = ["swavbench.plugin"]`
 Options mirror `swavbench run`: --swavbench-profile, --swavbench-baseline-dir, --swavbench-allow-mismatch,
 --swavbench-reports-dir, --swavbench-data-root, --swavbench-update-baseline (record instead of judging),
 --swavbench-worker (the rank command; default `swavbench train`), --swavbench-confirm N (reruns when ips
-alone is outside its band). A failing case's message is the verdict
+alone is outside its band), --swavbench-confirm-delay S (wait before a rerun). A failing case's message is the verdict
 table plus the advice line; a case that cannot run on this build is skipped with its reason.
 """
 
@@ -74,7 +74,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=int,
         default=runner.DEFAULT_CONFIRM,
         metavar="N",
-        help="when ips alone is outside its band, rerun up to N times and judge all runs pooled (0 = off)",
+        help="when ips alone is outside its band, rerun up to N times; a regression needs every run outside",
+    )
+    group.addoption(
+        "--swavbench-confirm-delay",
+        type=float,
+        default=runner.DEFAULT_CONFIRM_DELAY_S,
+        metavar="S",
+        help="seconds to wait before a confirmation rerun (past a slow spell of the machine)",
     )
     group.addoption(
         "--swavbench-report",
@@ -120,6 +127,7 @@ class Session:
         self.update: bool = opt("swavbench_update_baseline")
         self.data_root: Optional[Path] = opt("swavbench_data_root")
         self.confirm: int = 0 if self.update else max(opt("swavbench_confirm"), 0)
+        self.confirm_delay_s: float = max(opt("swavbench_confirm_delay"), 0.0)
         worker = opt("swavbench_worker")
         self.worker = shlex.split(worker) if worker else None
         self._runs: dict[tuple, runner.Outcome] = {}
@@ -145,6 +153,7 @@ class Session:
                     self.worker,
                     stream=sys.stdout,
                     confirm=self.confirm,
+                    confirm_delay_s=self.confirm_delay_s,
                 )
         return self._runs[key]
 

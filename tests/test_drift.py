@@ -82,7 +82,7 @@ def test_only_passing_runs_make_the_series(tmp_path, status):
 
 def test_report_shows_both_attempts_of_a_confirmation(tmp_path):
     rec = record(1, 90.0)
-    rec["message"] = "not confirmed over 2 runs (ips 80.0, 100.0; judged on all their steps pooled): ..."
+    rec["message"] = "not confirmed over 2 runs (ips 80.0, 100.0; a regression needs every run outside ...): ..."
     rec["attempts"] = [
         {"attempt": 1, "status": "regression", "ips": 78.0, "steady": {"median": 80.0, "iqr_pct": 4.0},
          "checks": [{"metric": "ips_steady", "diff": "-20.00%", "verdict": "fail"}], "log_dir": "log"},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def recorded(dirs) -> dict:
         )
         == 0
     )
-    second = runner.execute(plan, dirs["baselines"], dirs["reports"])
+    second = runner.execute(plan, dirs["baselines"], dirs["reports"], confirm_delay_s=45.0)  # past a slow spell
     return {"first": first, "second": second}
 
 
@@ -127,7 +128,9 @@ def test_killed_rank_fails_the_run_and_leaves_nothing(recorded, dirs):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 2, rest
-    assert "run failed (rank_died): rank 3 exited with code -9 (SIGKILL)" in rest
+    # paddle's launcher names rank 3 (SIGKILL), or a peer that aborted on a gloo timeout first: then the
+    # order in which the processes vanished names rank 3 (seen in CI during a slow spell of the machine)
+    assert re.search(r"run failed \(rank_died\): rank 3 (exited with code -9 \(SIGKILL\)|died first)", rest), rest
     assert took < 60, f"took {took:.0f} s, the watchdog is 60 s"
     assert procs.find_env("SWAVBENCH_TEST_TAG", tag) == []
     run_dir = Path(rest.strip().splitlines()[-1].split("run record: ")[1])

@@ -225,3 +225,38 @@ def test_progress_plain_and_tty(tmp_path):
 def test_signal_names():
     assert procs.signal_name(-9) == " (SIGKILL)" and procs.signal_name(1) == ""
     assert signal.SIGTERM == 15
+
+
+def test_the_first_rank_to_vanish_is_remembered():
+    from swavbench.launch import LaunchResult, _note_vanished
+
+    res = LaunchResult("completed", "", [], {}, [], {}, 0.0, 0.0)
+    _note_vanished(res, {0, 1})  # ranks still starting: nothing vanished
+    _note_vanished(res, set(range(8)))
+    assert res.first_gone == []
+    _note_vanished(res, {0, 1, 2, 4, 5, 6, 7})  # rank 3 killed, the others still run
+    _note_vanished(res, {1, 2})  # rank 0 aborts on a collective timeout afterwards
+    _note_vanished(res, set())  # the launcher stops everything
+    assert res.first_gone == [3] and res.seen_ranks == set(range(8))
+
+
+def test_a_peer_that_aborted_on_a_gloo_timeout_is_not_named_first(tmp_path):
+    """Seen in CI: rank 3 killed, paddle's launcher reported rank 0, which aborted on a gloo timeout."""
+    from swavbench.launch import LaunchResult, LaunchSpec, _judge_exits
+
+    spec = LaunchSpec(worker=("x",), nproc_per_node=4, log_dir=tmp_path)
+    (tmp_path / "launcher.0.log").write_text(
+        "LAUNCH ERROR Container rank 0 status failed cmd ['x'] code -6 log log/workerlog.0\n"
+    )
+    (tmp_path / "workerlog.0").write_text("terminate called after throwing an instance of 'gloo::TimeoutException'\n")
+    res = LaunchResult("completed", "", [], {0: -6}, [], {0: tmp_path}, 0.0, 0.0)
+    res.seen_ranks, res.first_gone = {0, 1, 2, 3}, [3]
+    _judge_exits(spec, res)
+    assert res.status == "failed" and res.failed_rank == 3
+    assert res.message.startswith("rank 3 died first (its process vanished while the others still ran), then "
+                                  "rank 0 exited with code -6 (SIGABRT)")
+    (tmp_path / "workerlog.0").write_text("Traceback ...\nRuntimeError: boom\n")  # rank 0's own crash
+    res = LaunchResult("completed", "", [], {0: -6}, [], {0: tmp_path}, 0.0, 0.0)
+    res.seen_ranks, res.first_gone = {0, 1, 2, 3}, [3]
+    _judge_exits(spec, res)
+    assert res.failed_rank == 0 and res.message.startswith("rank 0 exited with code -6")

@@ -43,6 +43,8 @@ def run_cases(pytester: pytest.Pytester, data_root: Path, tmp_path: Path):
             str(baselines),
             "--swavbench-reports-dir",
             str(tmp_path / "reports"),
+            "--swavbench-confirm-delay",
+            "0.2",
             *args,
             timeout=300,
         )

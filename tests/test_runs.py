@@ -228,7 +228,7 @@ def test_cases_command_lists_baselines(recorded, dirs, capsys):
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupted_run_leaves_no_process(data_root, tmp_path, sig, code):
     tag = uuid.uuid4().hex
-    env = {**os.environ, "SWAVBENCH_WORKER": f"{FAKE} train", "FAKE_STEP_S": "0.5", "SWAVBENCH_TEST_TAG": tag}
+    env = {**os.environ, "SWAVBENCH_WORKER": f"{FAKE} train", "FAKE_STEP_S": "2", "SWAVBENCH_TEST_TAG": tag}
     cmd = [
         str(Path(sys.executable).parent / "swavbench"),
         "run",
@@ -285,6 +285,21 @@ def test_one_slow_run_is_rerun_and_not_confirmed(recorded, data_root, dirs, monk
     assert (out.run_dir / "attempts" / "2" / "log" / "workerlog.0").is_file()
     assert "attempt 1: regression" in out.text() and out.launch.survivors == []
     assert all(a.res.survivors == [] for a in out.attempts)
+
+
+def test_a_slow_spell_is_not_confirmed_when_the_rerun_is_inside_the_band(recorded, data_root, dirs, monkeypatch,
+                                                                          tmp_path):
+    """-25% once, then a clean rerun after the delay: pooled the steps give -14% (outside +-10%), but a
+    regression needs every attempt outside the band - the first run met a slow spell of the machine."""
+    monkeypatch.setenv("FAKE_ONCE_FILE", str(tmp_path / "once"))
+    monkeypatch.setenv("FAKE_IPS_SCALE", "0.75")
+    waits, real_sleep = [], time.sleep
+    monkeypatch.setattr("swavbench.runner.time.sleep", lambda s: waits.append(s) if s >= 1 else real_sleep(s))
+    out = execute(plan(data_root), dirs, confirm_delay_s=42.0)
+    assert waits == [42.0]  # waited once, before the rerun
+    assert out.exit_code == 0 and out.verdict.status == "pass", out.text()
+    assert out.verdict.message.startswith("not confirmed over 2 runs (ips 480.0, 640.0; a regression needs every")
+    assert [a.verdict.status for a in out.attempts] == ["regression", "pass"]
 
 
 def test_confirm_zero_judges_one_run(recorded, data_root, dirs, monkeypatch, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from swavbench.cases import DEVICE_PROFILES, plan_for
 from swavbench.paths import BASELINES_DIR, REPORTS_DIR
-from swavbench.runner import DEFAULT_CONFIRM, execute
+from swavbench.runner import DEFAULT_CONFIRM, DEFAULT_CONFIRM_DELAY_S, execute
 
 
 def add_case_options(parser: argparse.ArgumentParser) -> None:
@@ -70,8 +70,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=DEFAULT_CONFIRM,
         metavar="N",
-        help=f"when ips alone is outside its band, rerun up to N times and judge all runs pooled "
+        help=f"when ips alone is outside its band, rerun up to N times; a regression needs every run outside "
         f"(default {DEFAULT_CONFIRM}; 0 = judge one run)",
+    )
+    parser.add_argument(
+        "--confirm-delay",
+        type=float,
+        default=DEFAULT_CONFIRM_DELAY_S,
+        metavar="S",
+        help=f"seconds to wait before a confirmation rerun, past a slow spell of the machine "
+        f"(default {DEFAULT_CONFIRM_DELAY_S:g})",
     )
     parser.add_argument(
         "-o",
@@ -87,7 +95,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     plan = plan_for(args.case, args.profile, args.data_root, args.override, timeout_s=args.timeout, stall_s=args.stall)
     outcome = execute(
-        plan, args.baseline_dir, args.reports_dir, args.allow_mismatch, stream=sys.stdout, confirm=max(args.confirm, 0)
+        plan,
+        args.baseline_dir,
+        args.reports_dir,
+        args.allow_mismatch,
+        stream=sys.stdout,
+        confirm=max(args.confirm, 0),
+        confirm_delay_s=max(args.confirm_delay, 0.0),
     )
     print(outcome.text())
     return outcome.exit_code
