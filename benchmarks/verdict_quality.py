@@ -9,12 +9,14 @@ runs; in a scratch baseline dir, the checked-in baselines are never touched), ju
                controlled duty cycle; default 0.4: -12% on this 2-core machine) -> flagged (target >= N-1)
   3. loss:     N runs with the learning rate x1.0001 -> flagged on the loss (target N/N)
 Each run is judged as `swavbench run` judges it: steady-state ips in the band, one confirmation rerun
-when ips alone is outside (--confirm), loss exact. Prints the table, the ips diffs of the first attempts
-(the slowdown row's median diff shows the slowdown actually injected: tune --duty/--load-procs to ~-10%)
+after a pause when ips alone is outside (--confirm, --confirm-delay; a regression needs both runs outside),
+loss exact. (The table of 2026-11-28 in docs/verdicts.md predates the pause and the both-runs rule.)
+Prints the table, the ips diffs of the first attempts (the slowdown row's median diff shows the slowdown
+actually injected: tune --duty/--load-procs to ~-10%)
 and the wall time. Run it on a quiet machine: other jobs' load is noise on top of what is measured.
 
 Usage: python benchmarks/verdict_quality.py [--repeats N] [--band PCT] [--baseline-repeats R] [--duty D]
-       [--load-procs K] [--confirm C] [--case CASE] [--scenarios a,b] [--json OUT] [--keep]
+       [--load-procs K] [--confirm C] [--confirm-delay S] [--case CASE] [--scenarios a,b] [--json OUT] [--keep]
 Full run (the issue's table): python benchmarks/verdict_quality.py --repeats 20 --json reports/verdict_quality.json
 """
 
@@ -98,16 +100,17 @@ def record_baseline(case: str, bdir: Path, rdir: Path, band: Optional[float], re
     return path
 
 
-def scenario(name: str, plan: cases.Plan, n: int, bdir: Path, rdir: Path, confirm: int, load: Optional[CpuLoad]):
+def scenario(name: str, plan: cases.Plan, n: int, bdir: Path, rdir: Path, confirm: int, load: Optional[CpuLoad],
+             delay: float = 0.0):
     """N judged runs; returns the row of the table and the per-run details."""
     rows, t0 = [], time.monotonic()
     for i in range(n):
         with open(os.devnull, "w") as quiet:
             if load is not None:
                 with load:
-                    out = runner.execute(plan, bdir, rdir, stream=quiet, confirm=confirm)
+                    out = runner.execute(plan, bdir, rdir, stream=quiet, confirm=confirm, confirm_delay_s=delay)
             else:
-                out = runner.execute(plan, bdir, rdir, stream=quiet, confirm=confirm)
+                out = runner.execute(plan, bdir, rdir, stream=quiet, confirm=confirm, confirm_delay_s=delay)
         failed = [c.metric for c in out.verdict.checks if c.verdict == "fail"]
         rows.append(
             {
@@ -145,6 +148,8 @@ def main() -> int:
     ap.add_argument("--band", type=float, default=5.0, help="ips band %% to judge with (default 5; 0: the case's)")
     ap.add_argument("--baseline-repeats", type=int, default=5, help="runs the baseline is the median of (default 5)")
     ap.add_argument("--confirm", type=int, default=runner.DEFAULT_CONFIRM, help="reruns when ips alone fails")
+    ap.add_argument("--confirm-delay", type=float, default=runner.DEFAULT_CONFIRM_DELAY_S,
+                    help="seconds before a confirmation rerun (default: the CLI's)")  # fmt: skip
     ap.add_argument("--duty", type=float, default=0.4, help="busy-loop duty cycle (0..1; 0.4: ~-12%% here)")
     ap.add_argument("--load-procs", type=int, default=1, help="competing busy-loop processes (default 1)")
     ap.add_argument("--scenarios", default="clean,slowdown,loss", help="comma list (default all three)")
@@ -171,7 +176,7 @@ def main() -> int:
         results = []
         for name in [s.strip() for s in args.scenarios.split(",") if s.strip()]:
             p, load = plans[name]
-            results.append(scenario(name, p, args.repeats, bdir, rdir, args.confirm, load))
+            results.append(scenario(name, p, args.repeats, bdir, rdir, args.confirm, load, args.confirm_delay))
         wall = time.monotonic() - t0
         print()
         print(table(results, args.repeats))

@@ -242,7 +242,10 @@ def test_interrupted_run_leaves_no_process(data_root, tmp_path, sig, code):
         "--reports-dir",
         str(tmp_path / "r"),
     ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # as from a terminal: a test run started as a background job (`cmd &` in a script) inherits SIGINT
+    # ignored, and then Ctrl-C could not reach the harness at all
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         for line in proc.stdout:
             if "step 1/21" in line:
