@@ -28,6 +28,7 @@ from typing import Mapping, Optional, Sequence, TextIO
 
 from swavbench import procs
 from swavbench.errors import EnvironmentProblem
+from swavbench.logparse import PEER_ERROR_RE
 from swavbench.progress import Progress
 
 TOKEN_ENV = procs.TOKEN_ENV
@@ -55,8 +56,6 @@ SCRUB_ENV = (
     "PADDLE_IPS",
 )
 FAILED_RE = re.compile(r"Container rank (\d+) status failed cmd .* code (-?\d+) log (\S+)")
-# a rank that died of a PEER's death: a collective timed out or its connection closed
-PEER_ERROR_RE = re.compile(r"gloo::(TimeoutException|IoException)|Connection (closed|reset) by peer|Broken pipe")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ TRAIN_RE = re.compile(r"\[Train\]\[Epoch (\d+)/(\d+)\]\[Iter: (\d+)/(\d+)\]\s*(.
 EPOCH_AVG_RE = re.compile(r"\[Train\]\[Epoch (\d+)/(\d+)\]\[Avg\]\s*(.*)$")
 EVAL_RE = re.compile(r"\[Eval\]\[Epoch (\d+)\]\[Avg\]\s*(.*)$")
 HEADER_RE = re.compile(r"\[swavbench\] run header: (.*)$")
+# A collective that failed because a peer died or hung (gloo on CPU; the rank itself was healthy)
+PEER_ERROR_RE = re.compile(r"gloo::(TimeoutException|IoException)|Connection (closed|reset) by peer|Broken pipe")
 EARLY_STOP_RE = re.compile(r"global_step\((\d+)\) >= max_train_step\((\d+)\), training stops early\.?")
 PASSL_PREFIX_RE = re.compile(r"\bpassl (?:INFO|WARNING|ERROR|DEBUG):\s*$")
 FIELD_RE = re.compile(r"^\s*([A-Za-z_][\w ]*?):\s*(.*?)\s*$")
@@ -96,6 +98,7 @@ class ParsedLog:
     malformed: list[Malformed] = field(default_factory=list)
     duplicates: int = 0  # Paddle 3.x copies dropped
     n_lines: int = 0
+    peer_error: Optional[str] = None  # first collective error (gloo timeout, closed connection): a peer failed
 
     @property
     def name(self) -> str:
@@ -202,6 +205,8 @@ def parse_log_text(text: str, path: Optional[str] = None) -> ParsedLog:
                 log.problems.append(f"line {line_no}: run header is not valid JSON")
         elif (m := EARLY_STOP_RE.search(seg)) and not log.early_stop:
             log.early_stop, log.early_stop_line = True, m.group(0)
+        if log.peer_error is None and (m := PEER_ERROR_RE.search(seg)):
+            log.peer_error = m.group(0)
         if "FatalError" in seg or "Traceback (most recent call last)" in seg:
             log.fatal_lines.append(seg.strip())
             in_traceback = in_traceback or "Traceback" in seg

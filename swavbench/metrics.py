@@ -153,7 +153,7 @@ def marker_step(log: Optional[ParsedLog], marker: str) -> int:
 @dataclass
 class RankHealth:
     rank: int
-    status: str  # ok | crashed | killed | ended_early | terminated
+    status: str  # ok | crashed | killed | peer_abort | ended_early | terminated
     last_step: Optional[int]  # from steps.<rank>.jsonl when present
     reached_marker: Optional[bool]  # None when unknown (no JSONL)
     fatal_lines: list[str]
@@ -184,6 +184,9 @@ def rank_health(logs: dict[int, ParsedLog], steps: dict[int, StepsLog],
         reached = None if st is None or marker_step is None else (last is not None and last >= marker_step)
         if any("Termination signal" in f for f in fatal):
             status, reason = "terminated", "terminated by the launcher (FatalError `Termination signal`)"
+        elif fatal and log is not None and log.peer_error:
+            status = "peer_abort"
+            reason = f"aborted on a collective error ({log.peer_error}): a peer died or hung first"
         elif fatal:
             status, reason = "crashed", f"crashed: {fatal[-1]}"
         elif reached is False:
@@ -193,26 +196,29 @@ def rank_health(logs: dict[int, ParsedLog], steps: dict[int, StepsLog],
             status, reason = "ok", ""
         out.append(RankHealth(rank, status, last, reached, list(fatal), log.tail if log else [], reason))
     terminated = [h.rank for h in out if h.status == "terminated"]
+    peer_aborted = [h.rank for h in out if h.status == "peer_abort"]
     for h in out:
-        if terminated and h.status in ("ok", "ended_early"):
-            # A silent rank while the launcher terminated the others died first, unless it finished.
+        if (terminated or peer_aborted) and h.status in ("ok", "ended_early"):
+            # A silent rank while the others were terminated or lost a peer died first, unless it finished.
             if not (logs.get(h.rank) is not None and logs[h.rank].early_stop):
                 at = f" at step {h.last_step}" if h.last_step is not None else ""
+                others = (f"rank(s) {_ranks_text(terminated)} were terminated" if terminated else
+                          f"rank(s) {_ranks_text(peer_aborted)} aborted on a collective error")
                 h.status = "killed"
-                h.reason = (f"died{at}: its log ends without an error while rank(s) "
-                            f"{_ranks_text(terminated)} were terminated: killed by a signal "
+                h.reason = (f"died{at}: its log ends without an error while {others}: killed by a signal "
                             "(OOM killer? see dmesg)")
     return out
 
 
 def check_ranks(health: list[RankHealth]) -> None:
     """RunFailed naming the rank(s) that died first; `err.details` holds the first one's log tail."""
-    order = {"crashed": 0, "killed": 1, "ended_early": 2}
+    order = {"crashed": 0, "killed": 1, "peer_abort": 2, "ended_early": 3}
     bad = sorted((h for h in health if h.status in order),
                  key=lambda h: (order[h.status], h.last_step if h.last_step is not None else -1, h.rank))
     if bad:
         first = bad[0]
-        more = f" (also: rank {_ranks_text(sorted(h.rank for h in bad[1:]))})" if len(bad) > 1 else ""
+        also = [h.rank for h in bad[1:] if h.status != "peer_abort" or first.status == "peer_abort"]
+        more = f" (also: rank {_ranks_text(sorted(also))})" if also else ""  # peers that lost it: in the reason
         err = RunFailed("rank_died", f"rank {first.rank} {first.reason}{more}")
         err.details = [f"last lines of workerlog.{first.rank}:"] + [f"  {t}" for t in first.log_tail[-10:]]
         raise err

@@ -22,7 +22,7 @@ from swavbench.baselines import Baseline, baseline_path, check_compatible, load_
 from swavbench.cases import Plan
 from swavbench.compare import Verdict, compare, format_table, no_baseline_verdict, verdict_from_failure
 from swavbench.errors import RunFailed, SwavbenchError
-from swavbench.metrics import RunAnalysis, analyse_logdir
+from swavbench.metrics import RankHealth, RunAnalysis, analyse_logdir
 from swavbench.paths import BASELINES_DIR, REPORTS_DIR
 from swavbench.runs import build_record, collect_logs, new_run_id, write_json_atomic
 
@@ -109,7 +109,12 @@ def _launch_failure(res: launch.LaunchResult, a: RunAnalysis, spec: launch.Launc
     err = RunFailed(kinds.get(res.status, res.status), res.message)
     rank = res.failed_rank if res.failed_rank is not None else 0
     health = next((h for h in a.health if h.rank == rank), None) if a else None
-    if res.status == "failed" and health is not None and health.reason:
+    first = _first_cause(a, health) if res.status == "failed" else None
+    if first is not None:  # the rank launch named only lost a peer: the logs name the rank that died first
+        rank, health = first.rank, first
+        res.failed_rank = rank  # the run record names it too
+        err = RunFailed("rank_died", f"rank {rank} died first ({first.reason}), then {res.message}")
+    elif res.status == "failed" and health is not None and health.reason:
         err = RunFailed("rank_died", f"{res.message}; rank {rank} {health.reason}")
     log = a.logs.get(rank) if a else None
     if log is not None and log.tail:
@@ -124,6 +129,14 @@ def _launch_failure(res: launch.LaunchResult, a: RunAnalysis, spec: launch.Launc
             "orphans", f"{res.message}; {len(res.survivors)} process(es) survived cleanup: " + "; ".join(res.survivors)
         )
     return err
+
+
+def _first_cause(a: Optional[RunAnalysis], reported: Optional[RankHealth]) -> Optional[RankHealth]:
+    """When the reported rank aborted on a collective error, the rank that crashed or died silently first."""
+    if a is None or reported is None or reported.status != "peer_abort":
+        return None
+    causes = [h for h in a.health if h.status in ("crashed", "killed") and h.rank != reported.rank]
+    return min(causes, key=lambda h: (h.status != "crashed", h.rank)) if causes else None
 
 
 _ADVICE = {

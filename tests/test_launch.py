@@ -260,3 +260,25 @@ def test_a_peer_that_aborted_on_a_gloo_timeout_is_not_named_first(tmp_path):
     res.seen_ranks, res.first_gone = {0, 1, 2, 3}, [3]
     _judge_exits(spec, res)
     assert res.failed_rank == 0 and res.message.startswith("rank 0 exited with code -6")
+
+
+def test_the_run_names_the_silent_rank_when_launch_reports_a_peer_that_aborted(tmp_path):
+    """CI, ef04ec7: every peer aborted before the process scan saw rank 3 gone; the logs still name rank 3."""
+    import shutil
+
+    from swavbench.launch import LaunchResult, LaunchSpec, _judge_exits
+    from swavbench.metrics import analyse_logdir
+    from swavbench.runner import _launch_failure
+
+    shutil.copytree(Path(__file__).parent / "fixtures" / "logs" / "peer-abort", tmp_path / "log")
+    spec = LaunchSpec(worker=("x",), nproc_per_node=8, log_dir=tmp_path / "log")
+    res = LaunchResult("completed", "", [], {0: -6}, [], {0: tmp_path / "log"}, 0.0, 0.0)
+    res.seen_ranks = set(range(8))  # first_gone stays empty: all vanished between two scans
+    _judge_exits(spec, res)
+    assert res.failed_rank == 0 and res.message == "rank 0 exited with code -6 (SIGABRT)"
+    err = _launch_failure(res, analyse_logdir(tmp_path / "log", "20/46"), spec)
+    assert err.kind == "rank_died" and res.failed_rank == 3
+    assert str(err).startswith("rank 3 died first (died at step 6: its log ends without an error while rank(s) "
+                               "0-2,4-7 aborted on a collective error")
+    assert str(err).endswith("), then rank 0 exited with code -6 (SIGABRT)")
+    assert err.details[0] == "last lines of workerlog.3:"

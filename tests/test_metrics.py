@@ -158,6 +158,25 @@ def test_killed_rank_from_step_files():
     assert h[2].reached_marker is False and h[2].last_step == 9
 
 
+def test_a_silent_rank_is_named_when_its_peers_aborted_on_a_gloo_timeout():
+    """Real logs from CI: rank 3 SIGKILLed at step 6; the 7 others aborted on gloo timeouts within 0.2 s."""
+    a = analyse_logdir(LOGS / "peer-abort", "20/46")
+    status = {h.rank: h.status for h in a.health}
+    assert status == {**{r: "peer_abort" for r in range(8)}, 3: "killed"}
+    assert a.failure.kind == "rank_died"
+    assert str(a.failure) == ("rank 3 died at step 6: its log ends without an error while rank(s) 0-2,4-7 aborted "
+                              "on a collective error: killed by a signal (OOM killer? see dmesg)")
+    assert "gloo::TimeoutException" in a.health[0].reason
+
+
+def test_ranks_that_all_lost_a_peer_name_the_first_of_them():
+    gloo = "terminate called after throwing an instance of 'gloo::TimeoutException'\nFatalError: `Process abort`\n"
+    health = rank_health({0: parse_log_text(gloo), 1: parse_log_text(gloo)}, {}, 21)
+    with pytest.raises(RunFailed, match=r"^rank 0 aborted on a collective error \(gloo::TimeoutException\).* "
+                                        r"\(also: rank 1\)$"):
+        check_ranks(health)
+
+
 def test_rank_ending_early_without_any_error():
     steps = {r: StepsLog(None, [{"step": s} for s in range(1, 22 if r != 1 else 6)], []) for r in range(3)}
     health = rank_health({}, steps, 21)
