@@ -16,13 +16,17 @@ actually injected: tune --duty/--load-procs to ~-10%)
 and the wall time. Run it on a quiet machine: other jobs' load is noise on top of what is measured.
 
 Usage: python benchmarks/verdict_quality.py [--repeats N] [--band PCT] [--baseline-repeats R] [--duty D]
-       [--load-procs K] [--confirm C] [--confirm-delay S] [--case CASE] [--scenarios a,b] [--json OUT] [--keep]
+       [--load-procs K] [--confirm C] [--confirm-delay S] [--case CASE] [--scenarios a,b] [--probe SECONDS]
+       [--json OUT] [--keep]
+--probe: a machine-speed probe (swavbench/speedprobe.py) before and after each run, under the same load;
+its level, spread and correlation with the run's ips are printed after the table.
 Full run (the issue's table): python benchmarks/verdict_quality.py --repeats 20 --json reports/verdict_quality.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -36,7 +40,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-from swavbench import cases, runner
+from swavbench import cases, runner, speedprobe
 from swavbench.baselines import load_baseline, write_baseline
 from swavbench.cli import main as cli
 from swavbench.config import get, load_config
@@ -100,17 +104,20 @@ def record_baseline(case: str, bdir: Path, rdir: Path, band: Optional[float], re
     return path
 
 
+def steady_rate(attempt: runner.Attempt) -> Optional[float]:
+    summary = attempt.analysis.summary if attempt.analysis else None
+    return summary.steady.rate if summary is not None and summary.steady is not None else None
+
+
 def scenario(name: str, plan: cases.Plan, n: int, bdir: Path, rdir: Path, confirm: int, load: Optional[CpuLoad],
-             delay: float = 0.0):
+             delay: float = 0.0, probe_s: float = 0.0):
     """N judged runs; returns the row of the table and the per-run details."""
     rows, t0 = [], time.monotonic()
     for i in range(n):
-        with open(os.devnull, "w") as quiet:
-            if load is not None:
-                with load:
-                    out = runner.execute(plan, bdir, rdir, stream=quiet, confirm=confirm, confirm_delay_s=delay)
-            else:
-                out = runner.execute(plan, bdir, rdir, stream=quiet, confirm=confirm, confirm_delay_s=delay)
+        with open(os.devnull, "w") as quiet, load if load is not None else contextlib.nullcontext():
+            before = speedprobe.probe(probe_s) if probe_s else None  # under the same load as the run
+            out = runner.execute(plan, bdir, rdir, stream=quiet, confirm=confirm, confirm_delay_s=delay)
+            after = speedprobe.probe(probe_s) if probe_s else None
         failed = [c.metric for c in out.verdict.checks if c.verdict == "fail"]
         rows.append(
             {
@@ -119,6 +126,9 @@ def scenario(name: str, plan: cases.Plan, n: int, bdir: Path, rdir: Path, confir
                 "failed": failed,
                 "attempts": len(out.attempts),
                 "ips_diff_pct": judged_diff(out),
+                "steady_rates": [steady_rate(a) for a in out.attempts],
+                "probe_before": before,
+                "probe_after": after,
                 "load1": os.getloadavg()[0],
             }
         )
@@ -130,15 +140,37 @@ def scenario(name: str, plan: cases.Plan, n: int, bdir: Path, rdir: Path, confir
 
 
 def table(results: list[dict], n: int) -> str:
+    """The issue's table; `slower/faster` splits the flagged runs by the side of the first attempt's ips."""
     want = {"clean": f"0/{n} (false alarms)", "slowdown": f">= {max(n - 1, 0)}/{n}", "loss": f"{n}/{n}"}
-    lines = [f"{'scenario':<10} {'flagged':>8} {'target':>18} {'reruns':>7} {'ips diff % median (min..max)':>30} "
-             f"{'wall':>7}"]  # fmt: skip
+    lines = [f"{'scenario':<10} {'flagged':>8} {'slower/faster':>13} {'target':>18} {'reruns':>7} "
+             f"{'ips diff % median (min..max)':>30} {'wall':>7}"]  # fmt: skip
     for r in results:
         diffs = [d["ips_diff_pct"] for d in r["details"] if d["ips_diff_pct"] is not None]
         span = f"{statistics.median(diffs):+.2f} ({min(diffs):+.2f}..{max(diffs):+.2f})" if diffs else "-"
-        lines.append(f"{r['scenario']:<10} {r['flagged']:>4}/{r['runs']:<3} {want[r['scenario']]:>18} "
+        flagged = [d for d in r["details"] if d["status"] != "pass"]
+        slower = sum(1 for d in flagged if (d["ips_diff_pct"] or 0) < 0)
+        sides = f"{slower}/{len(flagged) - slower}"
+        lines.append(f"{r['scenario']:<10} {r['flagged']:>4}/{r['runs']:<3} {sides:>13} {want[r['scenario']]:>18} "
                      f"{r['reruns']:>7} {span:>30} {r['wall_s']:>6.0f}s")  # fmt: skip
     return "\n".join(lines)
+
+
+def probe_table(results: list[dict]) -> str:
+    """Machine-speed probe (--probe) per scenario: level, spread, and how well it tracks the run's ips."""
+    lines = [f"{'scenario':<10} {'probe':>7} {'mean /CPU-s':>12} {'stdev %':>8} {'corr with ips':>14} "
+             f"{'ips stdev %':>12}"]  # fmt: skip
+    for r in results:
+        rows = [d for d in r["details"] if d.get("probe_before") and d["steady_rates"] and d["steady_rates"][0]]
+        if len(rows) < 3:
+            continue
+        rate = [d["steady_rates"][0] for d in rows]
+        for k in speedprobe.WORKLOADS:
+            level = [(d["probe_before"][k] + d["probe_after"][k]) / 2 for d in rows]
+            lines.append(f"{r['scenario']:<10} {k:>7} {statistics.mean(level):>12.0f} "
+                         f"{statistics.stdev(level) / statistics.mean(level) * 100:>8.1f} "
+                         f"{statistics.correlation(level, rate):>14.2f} "
+                         f"{statistics.stdev(rate) / statistics.mean(rate) * 100:>12.1f}")  # fmt: skip
+    return "\n".join(lines) if len(lines) > 1 else ""
 
 
 def main() -> int:
@@ -153,6 +185,8 @@ def main() -> int:
     ap.add_argument("--duty", type=float, default=0.4, help="busy-loop duty cycle (0..1; 0.4: ~-12%% here)")
     ap.add_argument("--load-procs", type=int, default=1, help="competing busy-loop processes (default 1)")
     ap.add_argument("--scenarios", default="clean,slowdown,loss", help="comma list (default all three)")
+    ap.add_argument("--probe", type=float, default=0.0,
+                    help="seconds per workload of a machine-speed probe before and after each run (0: none)")
     ap.add_argument("--json", type=Path, default=None, help="also write all numbers here")
     ap.add_argument("--keep", action="store_true", help="keep the scratch baselines and run records")
     args = ap.parse_args()
@@ -176,13 +210,19 @@ def main() -> int:
         results = []
         for name in [s.strip() for s in args.scenarios.split(",") if s.strip()]:
             p, load = plans[name]
-            results.append(scenario(name, p, args.repeats, bdir, rdir, args.confirm, load, args.confirm_delay))
+            results.append(
+                scenario(name, p, args.repeats, bdir, rdir, args.confirm, load, args.confirm_delay, args.probe)
+            )
         wall = time.monotonic() - t0
         print()
         print(table(results, args.repeats))
+        if args.probe:
+            print()
+            print(probe_table(results))
         print(f"wall time {wall / 60:.1f} min for {sum(r['runs'] + r['reruns'] for r in results) + 1} case runs "
               f"(load average at the end {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs)")  # fmt: skip
         if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "wall_s": wall,
                                              "results": results}, indent=2))  # fmt: skip
         return 0
