@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence, TextIO
 
 from swavbench import procs
-from swavbench.errors import EnvironmentProblem
-from swavbench.logparse import PEER_ERROR_RE
+from swavbench.errors import EnvironmentProblem, SwavbenchError
+from swavbench.logparse import parse_log_file
 from swavbench.progress import Progress
 
 TOKEN_ENV = procs.TOKEN_ENV
@@ -314,15 +314,11 @@ def _watch(
 
 
 def _died_of_a_peer(spec: LaunchSpec, r: RankExit) -> bool:
-    """True when rank r's worker log ends on a collective timeout / closed connection (a peer died first)."""
-    path = spec.node_dir(r.node) / f"workerlog.{r.local_rank}"
+    """True when rank r's worker log shows a collective timeout / closed connection (a peer died first)."""
     try:
-        with open(path, "rb") as f:
-            f.seek(max(path.stat().st_size - 16384, 0))
-            tail = f.read().decode(errors="replace")
-    except OSError:
+        return parse_log_file(spec.node_dir(r.node) / f"workerlog.{r.local_rank}").peer_error is not None
+    except SwavbenchError:  # no log: no evidence either way
         return False
-    return PEER_ERROR_RE.search(tail) is not None
 
 
 def _note_vanished(result: LaunchResult, alive: set) -> None:

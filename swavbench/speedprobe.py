@@ -46,7 +46,7 @@ def measure(seconds: float = 0.5) -> dict[str, float]:
 
 
 def probe(seconds: float = 0.5, timeout_s: float = 60.0) -> dict[str, float]:
-    """`measure` in a one-thread subprocess; raises RuntimeError when it fails or prints no JSON."""
+    """`measure` in a one-thread subprocess; raises RuntimeError when the subprocess exits non-zero."""
     env = {**os.environ, **ONE_THREAD}
     proc = subprocess.run(
         [sys.executable, "-m", "swavbench.speedprobe", str(seconds)],
