@@ -36,12 +36,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 from swavbench import cases, runner, speedprobe
-from swavbench.baselines import load_baseline, write_baseline
+from swavbench.baselines import load_baseline
 from swavbench.cli import main as cli
 from swavbench.config import get, load_config
 
@@ -94,14 +93,11 @@ def judged_diff(out: runner.Outcome) -> Optional[float]:
 
 def record_baseline(case: str, bdir: Path, rdir: Path, band: Optional[float], repeats: int) -> Path:
     """One fresh baseline from the median of `repeats` runs; the ips band set to `band` when given."""
+    band_args = ["--ips-band", str(band)] if band is not None else []
     if cli(["update-baseline", case, "--profile", "cpu", "--repeats", str(repeats), "--baseline-dir", str(bdir),
-            "--reports-dir", str(rdir)]):  # fmt: skip
+            "--reports-dir", str(rdir), *band_args]):  # fmt: skip
         raise SystemExit("could not record the baseline")
-    path = next(bdir.glob(f"*/{case}.json"))
-    if band is not None:
-        b = load_baseline(path)
-        write_baseline(path, replace(b, tolerances={**b.tolerances, "ips_pct": band}))
-    return path
+    return next(bdir.glob(f"*/{case}.json"))
 
 
 def steady_rate(attempt: runner.Attempt) -> Optional[float]:

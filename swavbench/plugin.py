@@ -182,8 +182,9 @@ class Session:
         if outcome.verdict.status == "failed":
             pytest.fail("refusing to record a failed run:\n" + outcome.text(), pytrace=False)
         args = argparse.Namespace(
-            from_dir=outcome.run_dir,
+            from_dirs=[outcome.run_dir],
             marker=None,
+            ips_band=None,
             machine_profile=None,
             profile=outcome.plan.device_profile,
             data_root=self.data_root,

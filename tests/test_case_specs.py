@@ -75,7 +75,7 @@ def test_cpu_plan_computes_the_marker_from_the_dataset(data_root):
     assert p.marker == "20/46" and p.marker_step == 21 and p.train_profile == "cpu"
     assert f"DataLoader.Train.dataset.root={data_root}" in p.overrides
     assert p.train_args()[:4] == ["-c", "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1", "--profile", "cpu"]
-    assert p.tolerances.ips_pct == 10.0  # CPU: calibrated run-to-run noise on 2 cores (see cases.py)
+    assert p.tolerances.ips_pct == 20.0  # CPU: measured level moves of this VM type (see cases.py)
     assert cases.plan(p.case, "gpu").tolerances.ips_pct == 5.0  # check_result's band
     assert p.tolerances.loss == "exact" and p.tolerances.max_mem == "exact"
 

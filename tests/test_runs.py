@@ -65,7 +65,7 @@ def recorded(data_root, dirs) -> dict:
         "--from",
         str(first.run_dir),
     ]
-    assert main(cmd) == 0
+    assert main([*cmd, "--ips-band", "10"]) == 0  # the pre-train CPU default is +-20%; these tests use +-10%
     second = execute(plan(data_root), dirs)
     return {"first": first, "second": second, "cmd": cmd}
 
@@ -389,6 +389,56 @@ def test_update_baseline_repeats_records_the_median_and_the_spread(recorded, dat
         assert cal["repeats"] == 3 and cal["values"] == [320.0, 640.0, 640.0]
         assert cal["source"] == "update-baseline --repeats" and len(after.provenance["run_ids"]) == 3
         assert "recording run 3/3" in capsys.readouterr().out
+    finally:
+        from swavbench.baselines import write_baseline
+
+        write_baseline(bfile, before)
+
+
+def test_update_baseline_ips_band_sets_the_band_and_shows_it_in_the_diff(recorded, dirs, capsys):
+    bfile = recorded["second"].baseline_file
+    before = load_baseline(bfile)
+    assert before.tolerances["ips_pct"] == 10.0  # the fixture's decision, kept by a plain re-record
+    cmd = recorded["cmd"]  # the fixture's command, without its --ips-band
+    try:
+        assert main([*cmd, "--ips-band", "5"]) == 0
+        after = load_baseline(bfile)
+        assert after.tolerances == {**before.tolerances, "ips_pct": 5.0} and after.metrics == before.metrics
+        assert "  tolerances.ips_pct: 10.0 -> 5.0" in capsys.readouterr().out
+        assert main(cmd) == 0 and load_baseline(bfile).tolerances["ips_pct"] == 5.0  # kept when not given
+        written = bfile.read_bytes()
+        for bad in ("0", "-5", "100"):
+            assert main([*cmd, "--ips-band", bad]) == 3
+            assert f"--ips-band {float(bad):g}: give a percentage between 0 and 100" in capsys.readouterr().err
+        assert bfile.read_bytes() == written  # a refused band writes nothing
+    finally:
+        from swavbench.baselines import write_baseline
+
+        write_baseline(bfile, before)
+
+
+def test_update_baseline_from_several_runs_records_their_median(recorded, data_root, dirs, monkeypatch, capsys):
+    bfile = recorded["second"].baseline_file
+    before = load_baseline(bfile)
+    monkeypatch.setenv("FAKE_IPS_SCALE", "0.5")
+    slow = execute(plan(data_root), dirs)  # kept from a slow hour of the machine
+    monkeypatch.setenv("FAKE_IPS_SCALE", "1.0")
+    monkeypatch.setenv("FAKE_LOSS_BUMP", "0.001")
+    other_loss = execute(plan(data_root), dirs)
+    runs = [str(recorded["first"].run_dir), str(recorded["second"].run_dir), str(slow.run_dir)]
+    cmd = recorded["cmd"][:-1]  # the fixture's command without its one --from folder
+    try:
+        assert main([*cmd, *runs]) == 0
+        after = load_baseline(bfile)
+        assert after.metrics["ips_steady"] == pytest.approx(640.0)  # median of 640, 640, 320
+        cal = after.provenance["calibration"]
+        assert cal["values"] == [640.0, 640.0, 320.0] and cal["source"] == "update-baseline --from"
+        assert after.provenance["run_ids"] == [recorded["first"].run_id, recorded["second"].run_id, slow.run_id]
+        assert "reading run 3/3 of" in capsys.readouterr().out
+        written = bfile.read_bytes()
+        assert main([*cmd, *runs, str(other_loss.run_dir)]) == 2  # runs that disagree on the loss: refused
+        assert "refusing to record" in capsys.readouterr().err and bfile.read_bytes() == written
+        assert main([*cmd, *runs, "--repeats", "2"]) == 3
     finally:
         from swavbench.baselines import write_baseline
 

@@ -1,14 +1,17 @@
-"""`swavbench update-baseline CASE... [--all] [--repeats N] [--from LOGDIR] [--profile cpu|gpu] [--baseline-dir DIR]`.
+"""`swavbench update-baseline CASE... [--all] [--repeats N] [--from LOGDIR...] [--ips-band PCT] [--profile cpu|gpu]`.
 
 Runs each case (or reads a finished log: a run folder `reports/runs/<id>/` or a launch log dir), shows the
 old -> new diff and writes `baselines/<this machine's profile>/<case>.json` atomically. A failed run
 (crash, hang, NaN, missing marker) is refused: exit 2, nothing written. A baseline's tolerances are kept
-when it is re-recorded (they are a decision, not a measurement).
+when it is re-recorded (they are a decision, not a measurement); `--ips-band PCT` changes that decision
+(e.g. +-5% on a dedicated nightly machine after `calibrate`), and the diff shows it.
 
 `--repeats N` runs the case N times and records the MEDIAN ips figures, so the band is centred on this
 machine's typical speed and not on one lucky or unlucky run; the N runs must log the same loss, marker
 and max mem (else: refused, nothing written), and their spread is stored as the baseline's calibration
-(as `swavbench calibrate` would).
+(as `swavbench calibrate` would). `--from DIR1 DIR2 ...` does the same with finished runs: on a VM whose speed
+level moves for minutes or hours, runs kept from different times of day give a better centre than N runs
+in a row.
 """
 
 from __future__ import annotations
@@ -38,11 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--all", action="store_true", help="every case that can run here")
     parser.add_argument(
         "--from",
-        dest="from_dir",
+        dest="from_dirs",
         type=Path,
+        nargs="+",
+        action="extend",
         default=None,
         metavar="LOGDIR",
-        help="record from a finished run folder or launch log dir instead of running",
+        help="record from finished run folders or launch log dirs instead of running (several: their median)",
     )
     parser.add_argument(
         "--repeats",
@@ -50,6 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         metavar="N",
         help="run N times, record the median ips (same loss required) and store the spread (default 1)",
+    )
+    parser.add_argument(
+        "--ips-band",
+        type=float,
+        default=None,
+        metavar="PCT",
+        help="set the ips band to +-PCT%% (default: keep the old baseline's band, else the case's)",
     )
     parser.add_argument("--marker", default=None, help="marker for a raw log dir without run header")
     parser.add_argument(
@@ -77,9 +89,9 @@ def _refuse(case: Case, a: RunAnalysis, where: str) -> None:
         raise RunFailed(a.failure.kind, f"refusing to record a failed run of {case.id} ({where}): {a.failure}")
 
 
-def _from_dir(args: argparse.Namespace, plan: Plan) -> tuple[RunAnalysis, str, dict]:
+def _from_dir(args: argparse.Namespace, plan: Plan, root: Path) -> tuple[RunAnalysis, str, dict]:
     """(analysis, profile, provenance extras) of a finished run folder or raw launch log dir."""
-    root, case = args.from_dir, plan.case
+    case = plan.case
     record_file = root / "result.json"
     if record_file.is_file():
         rec = json.loads(record_file.read_text(encoding="utf-8"))
@@ -145,7 +157,7 @@ def _same_figures(case: Case, runs: list[RunAnalysis]) -> None:
 def _median_figures(runs: list[RunAnalysis]) -> dict:
     """ips figures of N runs: the median of each (the spread goes to the calibration)."""
     sums = [a.summary for a in runs]
-    out = {"ips": statistics.median(s.ips for s in sums)}
+    out = {"ips": round(statistics.median(s.ips for s in sums), 6)}
     if all(s.steady is not None for s in sums):
         out.update(
             ips_steady=round(statistics.median(s.steady.rate for s in sums), 5),
@@ -157,13 +169,18 @@ def _median_figures(runs: list[RunAnalysis]) -> dict:
 def record(args: argparse.Namespace, case: Case) -> Path:
     """Run (or read) one case and write its baseline; returns the path written."""
     plan = plan_for(case.id, args.profile, args.data_root, timeout_s=args.timeout, stall_s=args.stall)
-    runs, run_ids = [], []
-    for n in range(1 if args.from_dir else args.repeats):
-        if args.repeats > 1:
-            print(f"recording run {n + 1}/{args.repeats} of {case.id}")
-        a, profile, extra = _from_dir(args, plan) if args.from_dir else _from_run(args, plan)
+    runs, run_ids, profiles = [], [], []
+    sources = args.from_dirs or [None] * args.repeats
+    for n, root in enumerate(sources):
+        if len(sources) > 1:
+            print(f"{'reading' if root else 'recording'} run {n + 1}/{len(sources)} of {case.id}")
+        a, profile, extra = _from_dir(args, plan, root) if root else _from_run(args, plan)
         runs.append(a)
-        run_ids.append(extra.get("run_id"))
+        run_ids.append(extra.get("run_id") or extra.get("source"))
+        profiles.append(profile)
+    if len(set(profiles)) > 1:
+        names = ", ".join(sorted(set(profiles)))
+        raise SwavbenchError(f"the runs were recorded on different machine profiles ({names}): record from one profile")
     _same_figures(case, runs)
     a = runs[0]
     s = a.summary
@@ -192,13 +209,16 @@ def record(args: argparse.Namespace, case: Case) -> Path:
         steady = all(r.summary.steady is not None for r in runs)
         noise = ips_noise([r.summary.steady.rate if steady else r.summary.ips for r in runs])
         noise.update(date_utc=provenance["date_utc"], statistic="steady rate" if steady else "mean of lines",
-                     source="update-baseline --repeats")  # fmt: skip
+                     source="update-baseline --from" if args.from_dirs else "update-baseline --repeats")  # fmt: skip
         provenance.update(run_id=None, run_ids=run_ids, repeats=len(runs), calibration=noise)
+    tolerances = dict(old.tolerances) if old else plan.tolerances.as_dict()
+    if args.ips_band is not None:
+        tolerances["ips_pct"] = args.ips_band
     new = Baseline(
         case.id,
         profile,
         metrics,
-        dict(old.tolerances) if old else plan.tolerances.as_dict(),
+        tolerances,
         provenance,
         case.passl_name,
     )
@@ -217,10 +237,12 @@ def run(args: argparse.Namespace) -> int:
     cases = list(CASES) if args.all else [resolve_case(n) for n in args.cases]
     if not cases:
         raise SwavbenchError(f"name a case or pass --all; known: {', '.join(c.id for c in CASES)}")
-    if args.repeats < 1 or (args.from_dir and args.repeats != 1):
+    if args.repeats < 1 or (args.from_dirs and args.repeats != 1):
         raise SwavbenchError("--repeats N needs N >= 1 and runs the case: it cannot be used with --from")
-    if args.from_dir and len(cases) != 1:
-        raise SwavbenchError("--from reads one finished run: name exactly one case")
+    if args.ips_band is not None and not 0 < args.ips_band < 100:
+        raise SwavbenchError(f"--ips-band {args.ips_band:g}: give a percentage between 0 and 100 (e.g. 5)")
+    if args.from_dirs and len(cases) != 1:
+        raise SwavbenchError("--from reads finished runs of one case: name exactly one case")
     for case in cases:
         reason = skip_reason(case)
         if reason and args.all:
