@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -417,7 +418,8 @@ def test_update_baseline_ips_band_sets_the_band_and_shows_it_in_the_diff(recorde
         write_baseline(bfile, before)
 
 
-def test_update_baseline_from_several_runs_records_their_median(recorded, data_root, dirs, monkeypatch, capsys):
+def test_update_baseline_from_several_runs_records_their_median(recorded, data_root, dirs, monkeypatch, capsys,
+                                                                tmp_path):
     bfile = recorded["second"].baseline_file
     before = load_baseline(bfile)
     monkeypatch.setenv("FAKE_IPS_SCALE", "0.5")
@@ -439,6 +441,14 @@ def test_update_baseline_from_several_runs_records_their_median(recorded, data_r
         assert main([*cmd, *runs, str(other_loss.run_dir)]) == 2  # runs that disagree on the loss: refused
         assert "refusing to record" in capsys.readouterr().err and bfile.read_bytes() == written
         assert main([*cmd, *runs, "--repeats", "2"]) == 3
+        elsewhere = tmp_path / "elsewhere"  # the same run, kept on another machine profile
+        shutil.copytree(slow.run_dir, elsewhere)
+        rec = json.loads((elsewhere / "result.json").read_text())
+        (elsewhere / "result.json").write_text(json.dumps({**rec, "profile": "cpu-other-1t"}))
+        assert main([*cmd, *runs, str(elsewhere)]) == 3
+        err = capsys.readouterr().err
+        assert "recorded on different machine profiles (" in err and "cpu-other-1t" in err
+        assert bfile.read_bytes() == written
     finally:
         from swavbench.baselines import write_baseline
 
