@@ -97,12 +97,11 @@ class Case:
     # CPU pre-train: steady-state ips (trimmed rate) run to run stdev 2-5% within a batch of runs, but the
     # level of this VM moves for minutes to hours: 1n8c ran 195-229 img/s in one evening and 234-242 the next
     # morning (quiet machine), and on the fresh CI VM of the same profile the 4n32c case ran +12% against a
-    # baseline whose own 3 runs here spanned 2%. The checked-in baselines are the median of all kept runs
-    # (docs/verdicts.md). The checked-in CPU baselines must hold on any VM of the profile,
-    # so the pre-train band is +-20% (it still catches a 2x slowdown or a lost thread); a dedicated nightly
-    # machine takes check_result's +-5% with `update-baseline --repeats 5 --ips-band 5`
-    # (benchmarks/verdict_quality.py measures that setting). A failing ips is rerun once after a pause (both
-    # runs must fail). Loss, memory exact. GPU +-5%.
+    # baseline whose own 3 runs here spanned 2%. The checked-in CPU baselines (the median of all kept runs,
+    # docs/verdicts.md) must hold on any VM of the profile, so the pre-train band is +-20% (it still catches
+    # a 2x slowdown or a lost thread); a dedicated nightly machine takes check_result's +-5% with
+    # `update-baseline --repeats 5 --ips-band 5` (benchmarks/verdict_quality.py measures that setting).
+    # A failing ips is rerun once after a pause (both runs must fail). Loss, memory exact. GPU +-5%.
     cpu_tolerances: Tolerances = field(default_factory=lambda: Tolerances(ips_pct=20.0))
     metric: str = "loss"
     deterministic: bool = True  # Global.deterministic (GPU: FLAGS_cudnn_deterministic)

@@ -175,25 +175,15 @@ class Session:
         return outcome
 
     def _record(self, outcome: runner.Outcome) -> runner.Outcome:
-        import argparse
-
         from swavbench.commands import update_baseline
 
         if outcome.verdict.status == "failed":
             pytest.fail("refusing to record a failed run:\n" + outcome.text(), pytrace=False)
-        args = argparse.Namespace(
-            from_dirs=[outcome.run_dir],
-            marker=None,
-            ips_band=None,
-            machine_profile=None,
-            profile=outcome.plan.device_profile,
-            data_root=self.data_root,
-            baseline_dir=self.baseline_dir,
-            reports_dir=self.reports_dir,
-            timeout=None,
-            stall=None,
-            repeats=1,
-        )
+        data_root = ["--data-root", str(self.data_root)] if self.data_root is not None else []
+        args = update_baseline.args_for(
+            outcome.plan.case.id, "--from", str(outcome.run_dir), "--profile", outcome.plan.device_profile,
+            "--baseline-dir", str(self.baseline_dir), "--reports-dir", str(self.reports_dir), *data_root,
+        )  # fmt: skip
         with self._uncaptured():
             update_baseline.record(args, outcome.plan.case)
         return outcome

@@ -74,6 +74,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def args_for(*argv: str) -> argparse.Namespace:
+    """The parsed `update-baseline` arguments for argv, every other option at its CLI default (in-process callers)."""
+    parser = argparse.ArgumentParser(prog="swavbench")
+    register(parser.add_subparsers())
+    return parser.parse_args(["update-baseline", *argv])
+
+
 def _old(path: Path) -> Optional[Baseline]:
     if not path.exists():
         return None
