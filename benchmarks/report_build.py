@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from swavbench.history import History  # noqa: E402
 from swavbench.report import build_report  # noqa: E402
+from swavbench.store.history import History  # noqa: E402
 
 CASES = [  # (case, world size, batch per device, seconds per step)
     ("swav_pt_1n8c_fp16o1", 8, 32, 2.6),

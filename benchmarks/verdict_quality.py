@@ -18,7 +18,7 @@ and the wall time. Run it on a quiet machine: other jobs' load is noise on top o
 Usage: python benchmarks/verdict_quality.py [--repeats N] [--band PCT] [--baseline-repeats R] [--duty D]
        [--load-procs K] [--confirm C] [--confirm-delay S] [--case CASE] [--scenarios a,b] [--probe SECONDS]
        [--json OUT] [--keep]
---probe: a machine-speed probe (swavbench/speedprobe.py) before and after each run, under the same load;
+--probe: a machine-speed probe (swavbench/harness/speedprobe.py) before and after each run, under the same load;
 its level, spread and correlation with the run's ips are printed after the table.
 Full run (the issue's table): python benchmarks/verdict_quality.py --repeats 20 --json reports/verdict_quality.json
 """
@@ -39,10 +39,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from swavbench import cases, runner, speedprobe
-from swavbench.baselines import load_baseline
 from swavbench.cli import main as cli
-from swavbench.config import get, load_config
+from swavbench.harness import cases, runner, speedprobe
+from swavbench.harness.baselines import load_baseline
+from swavbench.train.config import get, load_config
 
 LR_KEY = "Optimizer.LRScheduler.learning_rate"
 BUSY = """

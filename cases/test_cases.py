@@ -7,7 +7,7 @@ the verdict table and what to do. Cases that cannot run on this build are skippe
 
 import pytest
 
-from swavbench.cases import CASES
+from swavbench.harness.cases import CASES
 
 
 def _param(case):

@@ -18,9 +18,10 @@ from typing import Optional
 
 import pytest
 
-from swavbench import cases, paths, runner
-from swavbench.cases import DEVICE_PROFILES, Plan
+from swavbench import paths
 from swavbench.errors import SwavbenchError
+from swavbench.harness import cases, runner
+from swavbench.harness.cases import DEVICE_PROFILES, Plan
 
 MARKERS = {
     "gpu": "needs a CUDA GPU (skipped when paddle sees none)",
@@ -107,7 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("gpu") is not None:
-        from swavbench.baselines import detect_gpu
+        from swavbench.harness.baselines import detect_gpu
 
         if not detect_gpu():
             pytest.skip("needs a CUDA GPU: paddle sees none here")
@@ -205,9 +206,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     out = session.config.getoption("swavbench_report", None)
     if not out:
         return
-    from swavbench.history import History
     from swavbench.paths import DEFAULT_DB
     from swavbench.report import build_report
+    from swavbench.store.history import History
 
     reports_dir = Path(session.config.getoption("swavbench_reports_dir"))
     db = reports_dir / Path(DEFAULT_DB).name

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from swavbench.cases import count_images  # noqa: E402
-from swavbench.config import get, load_config  # noqa: E402
+from swavbench.harness.cases import count_images  # noqa: E402
+from swavbench.train.config import get, load_config  # noqa: E402
 
 
 def env(name: str, default: str = "") -> str:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from swavbench import baselines as bl
-from swavbench.baselines import (
+from swavbench.errors import EXIT_USAGE, BaselineError, EnvironmentProblem
+from swavbench.harness import baselines as bl
+from swavbench.harness.baselines import (
     SCHEMA_VERSION,
     Baseline,
     baseline_path,
@@ -25,7 +26,6 @@ from swavbench.baselines import (
     slugify,
     write_baseline,
 )
-from swavbench.errors import EXIT_USAGE, BaselineError, EnvironmentProblem
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = Path(__file__).parent / "fixtures" / "baselines"
@@ -63,7 +63,7 @@ def test_write_then_load_round_trip_sorted_and_indented(tmp_path):
     ("swav_ft_1n4c_fp32", "swav_resnet50_224_ft_in1k_1n4c_dp_fp32", "2.01263", 1953.215, "10.50", "120/126"),
 ])
 def test_passl_a100_reference_baselines(case, config, loss, ips, mem, marker):
-    b = load_baseline(ROOT / "baselines" / "passl-a100" / f"{case}.json")
+    b = load_baseline(ROOT / "swavbench" / "resources" / "baselines" / "passl-a100" / f"{case}.json")
     assert (b.case, b.config, b.profile) == (case, config, "passl-a100")
     assert b.metrics == {"loss": loss, "ips": ips, "max_mem": mem, "marker": marker}
     assert b.tolerances == {"ips_pct": 5.0, "loss": "exact", "max_mem": "exact"}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from swavbench import cases
-from swavbench.config import CONFIG_DIR
 from swavbench.errors import SwavbenchError
+from swavbench.harness import cases
+from swavbench.train.config import CONFIG_DIR
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import numpy as np
 import paddle
 import pytest
 
-from swavbench.logparse import parse_log_text
-from swavbench.pretrain_cache import pretrained_checkpoint
+from swavbench.harness.logparse import parse_log_text
+from swavbench.harness.pretrain_cache import pretrained_checkpoint
 from tests.conftest import clean_env, swavbench_cmd
 
 PT = "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1"
@@ -187,9 +187,9 @@ def test_bad_input_is_one_line_and_an_exit_code(synth_data, pretrained, tmp_path
 
 
 def test_random_probe_trunk_is_the_trunk_pretraining_starts_from():
-    from swavbench.config import load_config
-    from swavbench.pretrain_cache import SHORT_PRETRAIN_OVERRIDES
+    from swavbench.harness.pretrain_cache import SHORT_PRETRAIN_OVERRIDES
     from swavbench.train.classify import LinearProbe
+    from swavbench.train.config import load_config
     from swavbench.train.model import build_pretrain_model
     from swavbench.train.runtime import seed_everything
 
@@ -205,7 +205,7 @@ def test_random_probe_trunk_is_the_trunk_pretraining_starts_from():
 
 @pytest.mark.slow
 def test_probe_on_a_short_pretrain_beats_chance_and_a_random_trunk(tmp_path):
-    from swavbench.pretrain_cache import short_pretrain_overrides
+    from swavbench.harness.pretrain_cache import short_pretrain_overrides
     from swavbench.train.synth import synthesize
 
     data = tmp_path / "data"

@@ -17,7 +17,7 @@ from swavbench.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / "tests" / "fixtures" / "logs"
 FIX = ROOT / "tests" / "fixtures" / "baselines"
-A100_PT = ROOT / "baselines" / "passl-a100" / "swav_pt_1n8c_fp16o1.json"
+A100_PT = ROOT / "swavbench" / "resources" / "baselines" / "passl-a100" / "swav_pt_1n8c_fp16o1.json"
 CPU = ["--profile", "fixture-cpu-1t"]  # the profile the swavbench-cpu fixture baseline was recorded on
 
 

@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import pytest
 
-from swavbench.baselines import Baseline
-from swavbench.compare import compare, format_table, ips_diff_pct, no_baseline_verdict, verdict_from_failure
 from swavbench.errors import BaselineError, RunFailed
-from swavbench.metrics import Summary
+from swavbench.harness.baselines import Baseline
+from swavbench.harness.compare import compare, format_table, ips_diff_pct, no_baseline_verdict, verdict_from_failure
+from swavbench.harness.metrics import Summary
 
 CASE = "swav_pt_1n8c_fp16o1"
 

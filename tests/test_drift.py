@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from swavbench.cli import main
-from swavbench.history import History
 from swavbench.report.html import render_report
+from swavbench.store.history import History
 
 CASE = "swav_pt_1n8c_fp16o1"
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from swavbench import cases, procs, runner
-from swavbench.baselines import load_baseline
 from swavbench.cli import main
-from swavbench.compare import compare
-from swavbench.config import REPO_ROOT
+from swavbench.harness import cases, procs, runner
+from swavbench.harness.baselines import load_baseline
+from swavbench.harness.compare import compare
+from swavbench.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CASE = "swav_pt_1n8c_fp16o1"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from swavbench import history as hist
 from swavbench.commands import history as history_cmd
 from swavbench.errors import SwavbenchError
-from swavbench.history import History, import_runs, resolve_db
+from swavbench.store import history as hist
+from swavbench.store.history import History, import_runs, resolve_db
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
 A, B, C = "swav_pt_1n8c_fp16o1", "swav_pt_1n1c_fp32", "swav_pt_1n2c_fp32"
@@ -111,7 +111,7 @@ def test_process_killed_mid_transaction_leaves_history_intact(tmp_path: Path) ->
     import_runs(FIXTURES, db)
     script = textwrap.dedent(f"""
         import json, os
-        from swavbench import history as hist
+        from swavbench.store import history as hist
         rec = json.loads(open({str(FIXTURES / CRASH / "result.json")!r}).read())
         rec["run_id"] = "killed-run"
         def die(conn, run_id, steps):

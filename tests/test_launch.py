@@ -1,4 +1,4 @@
-"""swavbench.launch with the fake worker: real `paddle.distributed.launch`, scripted faults, no orphans."""
+"""swavbench.harness.launch with the fake worker: real `paddle.distributed.launch`, scripted faults, no orphans."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from swavbench import launch, procs
 from swavbench.errors import EnvironmentProblem
-from swavbench.progress import Progress
+from swavbench.harness import launch, procs
+from swavbench.harness.progress import Progress
 
 FAKE = Path(__file__).resolve().parent / "fake_worker.py"
 CONFIG = "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1"
@@ -228,7 +228,7 @@ def test_signal_names():
 
 
 def test_the_first_rank_to_vanish_is_remembered():
-    from swavbench.launch import LaunchResult, _note_vanished
+    from swavbench.harness.launch import LaunchResult, _note_vanished
 
     res = LaunchResult("completed", "", [], {}, [], {}, 0.0, 0.0)
     _note_vanished(res, {0, 1})  # ranks still starting: nothing vanished
@@ -242,7 +242,7 @@ def test_the_first_rank_to_vanish_is_remembered():
 
 def test_a_peer_that_aborted_on_a_gloo_timeout_is_not_named_first(tmp_path):
     """Seen in CI: rank 3 killed, paddle's launcher reported rank 0, which aborted on a gloo timeout."""
-    from swavbench.launch import LaunchResult, LaunchSpec, _judge_exits
+    from swavbench.harness.launch import LaunchResult, LaunchSpec, _judge_exits
 
     spec = LaunchSpec(worker=("x",), nproc_per_node=4, log_dir=tmp_path)
     (tmp_path / "launcher.0.log").write_text(
@@ -266,9 +266,9 @@ def test_the_run_names_the_silent_rank_when_launch_reports_a_peer_that_aborted(t
     """CI, ef04ec7: every peer aborted before the process scan saw rank 3 gone; the logs still name rank 3."""
     import shutil
 
-    from swavbench.launch import LaunchResult, LaunchSpec, _judge_exits
-    from swavbench.metrics import analyse_logdir
-    from swavbench.runner import _launch_failure
+    from swavbench.harness.launch import LaunchResult, LaunchSpec, _judge_exits
+    from swavbench.harness.metrics import analyse_logdir
+    from swavbench.harness.runner import _launch_failure
 
     shutil.copytree(Path(__file__).parent / "fixtures" / "logs" / "peer-abort", tmp_path / "log")
     spec = LaunchSpec(worker=("x",), nproc_per_node=8, log_dir=tmp_path / "log")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from swavbench.errors import EXIT_USAGE, SwavbenchError
-from swavbench.logparse import (
+from swavbench.harness.logparse import (
     parse_log_dir,
     parse_log_file,
     parse_log_text,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from swavbench.errors import EXIT_RUN_FAILED, EXIT_USAGE, ConfigError, RunFailed
-from swavbench.logparse import StepsLog, parse_log_dir, parse_log_file, parse_log_text
-from swavbench.metrics import analyse_logdir, check_ranks, marker_step, rank_health, summarize
+from swavbench.harness.logparse import StepsLog, parse_log_dir, parse_log_file, parse_log_text
+from swavbench.harness.metrics import analyse_logdir, check_ranks, marker_step, rank_health, summarize
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from swavbench.config import REPO_ROOT
+from swavbench.train.config import REPO_ROOT
 
 FAKE = Path(__file__).resolve().parent / "fake_worker.py"
 CASES_FILE = REPO_ROOT / "cases" / "test_cases.py"

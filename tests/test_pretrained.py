@@ -7,7 +7,7 @@ import paddle
 import pytest
 
 from swavbench.errors import CheckpointError, RunFailed
-from swavbench.pretrain_cache import cache_key, pretrained_checkpoint
+from swavbench.harness.pretrain_cache import cache_key, pretrained_checkpoint
 from swavbench.train.classify import Finetune, LinearProbe
 from swavbench.train.model import SwAVPretrain
 from swavbench.train.pretrained import convert_torchvision, load_pretrained, resolve_file

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from swavbench import cli
-from swavbench.history import History
 from swavbench.report import build_report
 from swavbench.report.charts import MAX_STEP_POINTS, group_anchor, run_anchor
 from swavbench.report.svg import Chart, Series, decimate, fmt, nice_range, render
+from swavbench.store.history import History
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
 A, B, C = "swav_pt_1n8c_fp16o1", "swav_pt_1n1c_fp32", "swav_pt_1n2c_fp32"

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from swavbench.history import History
 from swavbench.report import build_report
+from swavbench.store.history import History
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from swavbench import cases, procs, runner
-from swavbench.baselines import load_baseline
 from swavbench.cli import main
-from swavbench.compare import compare
 from swavbench.errors import BaselineError
+from swavbench.harness import cases, procs, runner
+from swavbench.harness.baselines import load_baseline
+from swavbench.harness.compare import compare
 
 FAKE = Path(__file__).resolve().parent / "fake_worker.py"
 WORKER = [str(FAKE), "train"]
@@ -264,8 +264,8 @@ def test_interrupted_run_leaves_no_process(data_root, tmp_path, sig, code):
 
 
 def test_run_record_write_failure_is_an_environment_error(tmp_path, monkeypatch):
-    from swavbench import runs
     from swavbench.errors import EnvironmentProblem
+    from swavbench.harness import runs
 
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -298,7 +298,7 @@ def test_a_slow_spell_is_not_confirmed_when_the_rerun_is_inside_the_band(recorde
     monkeypatch.setenv("FAKE_ONCE_FILE", str(tmp_path / "once"))
     monkeypatch.setenv("FAKE_IPS_SCALE", "0.75")
     waits, real_sleep = [], time.sleep
-    monkeypatch.setattr("swavbench.runner.time.sleep", lambda s: waits.append(s) if s >= 1 else real_sleep(s))
+    monkeypatch.setattr("swavbench.harness.runner.time.sleep", lambda s: waits.append(s) if s >= 1 else real_sleep(s))
     out = execute(plan(data_root), dirs, confirm_delay_s=42.0)
     assert waits == [42.0]  # waited once, before the rerun
     assert out.exit_code == 0 and out.verdict.status == "pass", out.text()
@@ -369,7 +369,7 @@ def test_calibrate_stores_noise_and_flags_a_narrow_band(recorded, data_root, dir
         assert load_baseline(bfile).provenance["calibration"] == cal
         assert "narrower than the measured run-to-run noise" in capsys.readouterr().out
     finally:
-        from swavbench.baselines import write_baseline
+        from swavbench.harness.baselines import write_baseline
 
         write_baseline(bfile, before)
 
@@ -391,7 +391,7 @@ def test_update_baseline_repeats_records_the_median_and_the_spread(recorded, dat
         assert cal["source"] == "update-baseline --repeats" and len(after.provenance["run_ids"]) == 3
         assert "recording run 3/3" in capsys.readouterr().out
     finally:
-        from swavbench.baselines import write_baseline
+        from swavbench.harness.baselines import write_baseline
 
         write_baseline(bfile, before)
 
@@ -413,7 +413,7 @@ def test_update_baseline_ips_band_sets_the_band_and_shows_it_in_the_diff(recorde
             assert f"--ips-band {float(bad):g}: give a percentage between 0 and 100" in capsys.readouterr().err
         assert bfile.read_bytes() == written  # a refused band writes nothing
     finally:
-        from swavbench.baselines import write_baseline
+        from swavbench.harness.baselines import write_baseline
 
         write_baseline(bfile, before)
 
@@ -450,7 +450,7 @@ def test_update_baseline_from_several_runs_records_their_median(recorded, data_r
         assert "recorded on different machine profiles (" in err and "cpu-other-1t" in err
         assert bfile.read_bytes() == written
     finally:
-        from swavbench.baselines import write_baseline
+        from swavbench.harness.baselines import write_baseline
 
         write_baseline(bfile, before)
 
@@ -515,7 +515,7 @@ def test_missing_dataset_is_a_data_error_before_any_launch(dirs, tmp_path, capsy
 
 
 def test_disk_full_while_writing_the_run_record(recorded, data_root, dirs, monkeypatch, tag, capsys):
-    from swavbench import runs
+    from swavbench.harness import runs
 
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from swavbench import speedprobe
+from swavbench.harness import speedprobe
 
 
 def test_probe_reports_every_workload_in_a_one_thread_subprocess():

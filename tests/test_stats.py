@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from swavbench.stats import detect_drift, find_warmup, pooled, steady_ips, summarize_ips, trimmed_rate
+from swavbench.harness.stats import detect_drift, find_warmup, pooled, steady_ips, summarize_ips, trimmed_rate
 
 
 def test_warmup_is_found_from_the_data_with_a_minimum():

@@ -67,7 +67,7 @@ def test_run_header_and_step_records_say_what_really_ran(synth_data, tmp_path):
 
 
 def test_log_line_round_trips_through_the_parser(synth_data, tmp_path):
-    from swavbench.logparse import parse_log_text
+    from swavbench.harness.logparse import parse_log_text
 
     proc = train(synth_data, tmp_path, "Global.max_train_step=4", "Global.print_batch_step=2")
     parsed = parse_log_text(proc.stdout)
@@ -81,7 +81,7 @@ def test_log_line_round_trips_through_the_parser(synth_data, tmp_path):
 
 
 def test_prototypes_stay_frozen_for_the_configured_global_iterations(synth_data, tmp_path):
-    from swavbench.config import load_config
+    from swavbench.train.config import load_config
     from swavbench.train.model import build_pretrain_model, normalize_prototypes
     from swavbench.train.runtime import seed_everything
 

@@ -13,9 +13,9 @@ import sys
 import time
 from dataclasses import replace
 
-from swavbench.cases import plan_for
 from swavbench.commands.run import add_case_options
 from swavbench.errors import RunFailed, SwavbenchError
+from swavbench.harness.cases import plan_for
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,9 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from swavbench.baselines import load_baseline, write_baseline
-    from swavbench.determinism import band_warning, ips_noise
-    from swavbench.runner import execute
+    from swavbench.harness.baselines import load_baseline, write_baseline
+    from swavbench.harness.determinism import band_warning, ips_noise
+    from swavbench.harness.runner import execute
 
     if args.repeats < 2:
         raise SwavbenchError("--repeats must be >= 2 to measure a spread")

@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from swavbench.baselines import baseline_path
-from swavbench.cases import CASES, DEVICE_PROFILES, default_device_profile, plan, skip_reason
+from swavbench.harness.baselines import baseline_path
+from swavbench.harness.cases import CASES, DEVICE_PROFILES, default_device_profile, plan, skip_reason
+from swavbench.harness.runner import profile_of
 from swavbench.paths import BASELINES_DIR
-from swavbench.runner import profile_of
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

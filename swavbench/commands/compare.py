@@ -12,10 +12,10 @@ import argparse
 import json
 from typing import Optional
 
-from swavbench.baselines import check_compatible, load_baseline, machine_profile
 from swavbench.commands.parse import add_log_options, analysis_dict, health_lines
-from swavbench.compare import Verdict, compare, format_table, verdict_from_failure, verdict_to_dict
-from swavbench.metrics import RunAnalysis, analyse_logdir
+from swavbench.harness.baselines import check_compatible, load_baseline, machine_profile
+from swavbench.harness.compare import Verdict, compare, format_table, verdict_from_failure, verdict_to_dict
+from swavbench.harness.metrics import RunAnalysis, analyse_logdir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -23,11 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from swavbench.cases import plan_for
-    from swavbench.history import History
+    from swavbench.harness.cases import plan_for
+    from swavbench.harness.runner import execute
     from swavbench.paths import DEFAULT_DB, REPORTS_DIR
     from swavbench.report import build_report
-    from swavbench.runner import execute
+    from swavbench.store.history import History
 
     plan = plan_for(DEMO_CASE, "cpu")
     outcome = execute(plan, stream=sys.stdout)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from swavbench.cases import plan_for
 from swavbench.commands.run import add_case_options
 from swavbench.errors import EXIT_REGRESSION, EXIT_RUN_FAILED
+from swavbench.harness.cases import plan_for
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,9 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from swavbench.determinism import first_difference
-    from swavbench.logparse import read_steps_dir
-    from swavbench.runner import execute
+    from swavbench.harness.determinism import first_difference
+    from swavbench.harness.logparse import read_steps_dir
+    from swavbench.harness.runner import execute
 
     plan = plan_for(args.case, args.profile, args.data_root, args.override, timeout_s=args.timeout, stall_s=args.stall)
     outs = []

@@ -3,7 +3,7 @@
 Runs the linear probe or fine-tune config to the end (all epochs; `Global.max_train_step` is cleared, so
 not the CI step budget) from the pre-trained trunk PREFIX, then prints one line with the final and the best
 top-1 / top-5. One rank runs as a plain subprocess in its own session (its output streamed here); more go
-through `python -m paddle.distributed.launch --nproc_per_node N --max_restart 0` (swavbench.launch).
+through `python -m paddle.distributed.launch --nproc_per_node N --max_restart 0` (swavbench.harness.launch).
 Per-epoch results come from `<output_dir>/log/evals.jsonl`, written by the trainer.
 """
 
@@ -67,8 +67,8 @@ def _run_one(train_args: list[str], log_dir: Path) -> int:
 
 
 def _run_launch(train_args: list[str], log_dir: Path, nproc: int, stall_s: float) -> int:
-    from swavbench import launch
     from swavbench.errors import RunFailed
+    from swavbench.harness import launch
 
     print(f"swavbench eval: launching {nproc} ranks; logs in {log_dir}/workerlog.*", flush=True)
     spec = launch.LaunchSpec(worker=launch.default_worker(train_args), nproc_per_node=nproc, log_dir=log_dir,
@@ -86,8 +86,8 @@ def _run_launch(train_args: list[str], log_dir: Path, nproc: int, stall_s: float
 
 def run(args: argparse.Namespace) -> int:
     """Validate, run the protocol to the end, print the final / best accuracies (exit code of the run)."""
-    from swavbench.config import get, load_config
     from swavbench.errors import ConfigError, RunFailed
+    from swavbench.train.config import get, load_config
     from swavbench.train.pretrained import resolve_file
 
     if args.nproc < 1:

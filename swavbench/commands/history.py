@@ -10,7 +10,7 @@ from swavbench.errors import EXIT_OK, EXIT_USAGE
 from swavbench.paths import DEFAULT_DB
 
 if TYPE_CHECKING:  # pandas and the history store load only when a history command runs
-    from swavbench.history import ImportSummary
+    from swavbench.store.history import ImportSummary
 
 LIST_COLUMNS = ["started_utc", "case", "profile", "status", "ips", "loss", "max_mem", "commit", "run_id"]
 
@@ -59,7 +59,7 @@ def print_import_summary(summary: ImportSummary, db: str) -> None:
 
 def check(history: object, args: argparse.Namespace) -> int:
     """`history check`: print each drift; exit 1 if any (re-record the baseline to acknowledge one)."""
-    from swavbench.drift import DEFAULT_DRIFT_PCT, check_history
+    from swavbench.harness.drift import DEFAULT_DRIFT_PCT, check_history
 
     threshold = DEFAULT_DRIFT_PCT if args.threshold is None else args.threshold
     found = check_history(history, threshold, args.case)
@@ -75,7 +75,7 @@ def check(history: object, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run `history import` or `history list`; corrupt records make `import` exit 3 (after the rest)."""
-    from swavbench.history import History
+    from swavbench.store.history import History
 
     with History(args.db) as history:
         if args.history_command == "check":

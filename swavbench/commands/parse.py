@@ -12,8 +12,8 @@ import json
 from dataclasses import asdict
 
 from swavbench.errors import EXIT_OK, EXIT_RUN_FAILED
-from swavbench.logparse import ParsedLog
-from swavbench.metrics import RunAnalysis, Summary, analyse_logdir
+from swavbench.harness.logparse import ParsedLog
+from swavbench.harness.metrics import RunAnalysis, Summary, analyse_logdir
 
 
 def add_log_options(parser: argparse.ArgumentParser) -> None:

@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Import, build, print the report's path. Corrupt records are reported and skipped, not fatal."""
-    from swavbench.history import History
     from swavbench.report import build_report
+    from swavbench.store.history import History
 
     with History(args.db) as history:
         if args.runs and Path(args.runs).is_dir():

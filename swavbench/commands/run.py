@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from swavbench.cases import DEVICE_PROFILES, plan_for
+from swavbench.harness.cases import DEVICE_PROFILES, plan_for
+from swavbench.harness.runner import DEFAULT_CONFIRM, DEFAULT_CONFIRM_DELAY_S, execute
 from swavbench.paths import BASELINES_DIR, REPORTS_DIR
-from swavbench.runner import DEFAULT_CONFIRM, DEFAULT_CONFIRM_DELAY_S, execute
 
 
 def add_case_options(parser: argparse.ArgumentParser) -> None:

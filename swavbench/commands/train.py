@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from swavbench.config import load_config, resolve_config_path
+    from swavbench.train.config import load_config, resolve_config_path
 
     config = load_config(args.config, args.override, args.profile)
     threads = (config.get("Global") or {}).get("num_threads")

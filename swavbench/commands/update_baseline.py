@@ -24,15 +24,15 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from swavbench.baselines import Baseline, baseline_path, diff_baselines, load_baseline, write_baseline
-from swavbench.cases import CASES, Case, Plan, marker_for, plan_for, resolve_case, skip_reason
 from swavbench.commands.run import add_case_options
-from swavbench.determinism import band_warning, ips_noise
 from swavbench.errors import BaselineError, RunFailed, SwavbenchError
-from swavbench.logparse import parse_log_file, resolve_logdir
-from swavbench.metrics import RunAnalysis, analyse_logdir
-from swavbench.runner import execute, profile_of, update_command
-from swavbench.runs import git_commit
+from swavbench.harness.baselines import Baseline, baseline_path, diff_baselines, load_baseline, write_baseline
+from swavbench.harness.cases import CASES, Case, Plan, marker_for, plan_for, resolve_case, skip_reason
+from swavbench.harness.determinism import band_warning, ips_noise
+from swavbench.harness.logparse import parse_log_file, resolve_logdir
+from swavbench.harness.metrics import RunAnalysis, analyse_logdir
+from swavbench.harness.runner import execute, profile_of, update_command
+from swavbench.harness.runs import git_commit
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

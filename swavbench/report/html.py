@@ -15,8 +15,7 @@ from typing import Optional, Union
 
 import pandas as pd
 
-from swavbench.drift import DEFAULT_DRIFT_PCT, find_drift
-from swavbench.history import History
+from swavbench.harness.drift import DEFAULT_DRIFT_PCT, find_drift
 from swavbench.report.assets import CSS, JS
 from swavbench.report.charts import (
     STATUS_LABELS,
@@ -38,6 +37,7 @@ from swavbench.report.tables import (
     run_summary_line,
     summary_table,
 )
+from swavbench.store.history import History
 
 
 def _figures(charts: list[tuple[str, str]], kind: str) -> str:

@@ -19,9 +19,9 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from swavbench.config import get
 from swavbench.errors import ConfigError, DataError
 from swavbench.train import checkpoint as ckpt
+from swavbench.train.config import get
 from swavbench.train.data import build_classification_loader
 from swavbench.train.logger import (
     PasslLogger,

@@ -21,9 +21,9 @@ import numpy as np
 import paddle
 from PIL import Image
 
-from swavbench.config import get
 from swavbench.errors import ConfigError, DataError
 from swavbench.train.augment import MultiCropSpec, multi_crop, normalize_lut
+from swavbench.train.config import get
 from swavbench.train.sampler import SeededDistributedBatchSampler
 from swavbench.train.transforms import ClassificationTransform, build_transform
 

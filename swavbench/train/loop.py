@@ -10,9 +10,9 @@ from typing import Optional, Sequence
 
 import paddle
 
-from swavbench.config import get
 from swavbench.errors import ConfigError
 from swavbench.train import checkpoint as ckpt
+from swavbench.train.config import get
 from swavbench.train.data import build_pretrain_loader
 from swavbench.train.logger import (
     PasslLogger,

@@ -32,7 +32,7 @@ SPLITS = {"train": 0, "val": 1}
 SUBSETS = {"1percent.txt": 0.01, "10percent.txt": 0.10}
 MARKER = "synth.json"
 MAX_CLASSES = 10_000  # class names keep 8 digits, so their sorted order is the class order
-STYLE_VERSION = 2  # bump when render_image changes: cached datasets are keyed by it (swavbench.cases.SynthData)
+STYLE_VERSION = 2  # bump when render_image changes: cached datasets are keyed by it (swavbench.harness.cases.SynthData)
 
 
 @dataclass(frozen=True)

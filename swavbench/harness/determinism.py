@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from swavbench.logparse import StepsLog
+from swavbench.harness.logparse import StepsLog
 
 
 @dataclass(frozen=True)

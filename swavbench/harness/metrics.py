@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Optional, Union
 
 from swavbench.errors import ConfigError, RunFailed
-from swavbench.logparse import ParsedLog, StepRecord, StepsLog, parse_log_dir, read_steps_dir, resolve_logdir
-from swavbench.stats import Steady, steady_ips
+from swavbench.harness.logparse import ParsedLog, StepRecord, StepsLog, parse_log_dir, read_steps_dir, resolve_logdir
+from swavbench.harness.stats import Steady, steady_ips
 
 MARKER_RE = re.compile(r"^(\d+)/(\d+)$")
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, TextIO
 
-from swavbench import procs
 from swavbench.errors import EnvironmentProblem, SwavbenchError
-from swavbench.logparse import parse_log_file
-from swavbench.progress import Progress
+from swavbench.harness import procs
+from swavbench.harness.logparse import parse_log_file
+from swavbench.harness.progress import Progress
 
 TOKEN_ENV = procs.TOKEN_ENV
 SCRUB_ENV = (

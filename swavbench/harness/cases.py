@@ -242,7 +242,7 @@ def count_images(root: Path) -> int:
 
 def batch_size(case: Case, train_profile: Optional[str]) -> int:
     """Per-rank batch of the case's config under the training profile (cpu.yaml sets 8)."""
-    from swavbench.config import get, load_config
+    from swavbench.train.config import get, load_config
 
     return int(get(load_config(case.config, profile=train_profile), "DataLoader.Train.sampler.batch_size", 64))
 
@@ -285,7 +285,7 @@ def classification_inputs(case: Case, data_root: Path, pretrained: Optional[str]
     Roots are the split folders (PASSL's ImageFolder convention); the class count comes from the folders;
     the fine-tune reads the config's subset file (10percent.txt beside train/ and val/).
     """
-    from swavbench.config import get, load_config
+    from swavbench.train.config import get, load_config
 
     classes = sorted(d.name for d in os.scandir(data_root / "train") if d.is_dir())
     overrides = [
@@ -310,7 +310,7 @@ def classification_inputs(case: Case, data_root: Path, pretrained: Optional[str]
 
 def cpu_pretrained(data_root: Path) -> str:
     """The cached short CPU pre-train on `data_root` (built on first use, never downloaded)."""
-    from swavbench.pretrain_cache import pretrained_checkpoint, short_pretrain_overrides
+    from swavbench.harness.pretrain_cache import pretrained_checkpoint, short_pretrain_overrides
 
     overrides = short_pretrain_overrides(count_images(Path(data_root)))
     return str(pretrained_checkpoint(PRETRAIN_CONFIG, "cpu", data_root, overrides, cache_dir() / "pretrained"))
@@ -403,7 +403,7 @@ def with_overrides(p: Plan, *extra: str) -> Plan:
 
 def cache_dir() -> Path:
     """Where generated CPU datasets live: $SWAVBENCH_CACHE_DIR, else <repo>/data/cache (git-ignored)."""
-    from swavbench.config import REPO_ROOT
+    from swavbench.paths import REPO_ROOT
 
     return Path(os.environ.get("SWAVBENCH_CACHE_DIR") or REPO_ROOT / "data" / "cache")
 
@@ -447,7 +447,7 @@ def ensure_dataset(spec: SynthData = CPU_DATA, root: Optional[Path] = None) -> P
 
 def default_device_profile() -> str:
     """gpu when paddle sees a CUDA device, else cpu."""
-    from swavbench.baselines import detect_gpu
+    from swavbench.harness.baselines import detect_gpu
 
     return "gpu" if detect_gpu() else "cpu"
 

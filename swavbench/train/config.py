@@ -17,9 +17,9 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import yaml
 
 from swavbench.errors import ConfigError
+from swavbench.paths import REPO_ROOT  # noqa: F401  (kept for importers)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO_ROOT / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "resources" / "configs"
 PROFILE_DIR = CONFIG_DIR / "profiles"
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Run one case end to end: launch it, keep its record, judge it against this machine's baseline.
 
-`execute(plan, ...)` launches the case (swavbench.launch), copies the logs into `reports/runs/<run-id>/`
-(swavbench.runs), analyses them (swavbench.metrics), judges them against
-`baselines/<profile>/<case>.json` (swavbench.compare) and writes result.json. The CLI (`swavbench run`,
+`execute(plan, ...)` launches the case (swavbench.harness.launch), copies the logs into `reports/runs/<run-id>/`
+(swavbench.harness.runs), analyses them (swavbench.harness.metrics), judges them against
+`baselines/<profile>/<case>.json` (swavbench.harness.compare) and writes result.json. The CLI (`swavbench run`,
 `update-baseline`) and the pytest plugin all call it, so they give the same verdict.
 """
 
@@ -17,14 +17,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
-from swavbench import launch, stats
-from swavbench.baselines import Baseline, baseline_path, check_compatible, load_baseline, machine_profile
-from swavbench.cases import Plan
-from swavbench.compare import Verdict, compare, format_table, no_baseline_verdict, verdict_from_failure
 from swavbench.errors import RunFailed, SwavbenchError
-from swavbench.metrics import RankHealth, RunAnalysis, analyse_logdir
+from swavbench.harness import launch, stats
+from swavbench.harness.baselines import Baseline, baseline_path, check_compatible, load_baseline, machine_profile
+from swavbench.harness.cases import Plan
+from swavbench.harness.compare import Verdict, compare, format_table, no_baseline_verdict, verdict_from_failure
+from swavbench.harness.metrics import RankHealth, RunAnalysis, analyse_logdir
+from swavbench.harness.runs import build_record, collect_logs, new_run_id, write_json_atomic
 from swavbench.paths import BASELINES_DIR, REPORTS_DIR
-from swavbench.runs import build_record, collect_logs, new_run_id, write_json_atomic
 
 
 @dataclass
@@ -191,7 +191,7 @@ def judge(
 
 def update_command(plan: Plan, baseline_dir: Path) -> str:
     """The exact command that records this case's baseline here."""
-    from swavbench.cases import cache_dir
+    from swavbench.harness.cases import cache_dir
 
     cmd = f"swavbench update-baseline {plan.case.id} --profile {plan.device_profile}"
     if Path(baseline_dir).resolve() != BASELINES_DIR.resolve():

@@ -8,7 +8,7 @@ Rules (tests/CI/case.sh `check_result`):
   float noise (5.000000000000004) cannot flip the boundary and the diff shown is the diff judged.
 - ips, robust: when the run has per-step records (steps.0.jsonl) and the baseline an `ips_steady`, the
   verdict is judged on the steady-state ips (`ips_steady`: warm-up detected from the data, then images over
-  time of the steady steps with the slowest and fastest 10% left out; swavbench.stats) with the same band
+  time of the steady steps with the slowest and fastest 10% left out; swavbench.harness.stats) with the same band
   and rounding; PASSL's mean-of-lines ips stays in the table as an "info" row. A few slow steps on a shared
   machine move the mean of lines but not the steady figure.
 - max mem: exact string compare; a baseline may instead give an absolute tolerance in GB (inclusive:
@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Optional
 
-from swavbench.baselines import Baseline
 from swavbench.errors import EXIT_OK, EXIT_REGRESSION, EXIT_RUN_FAILED, EXIT_USAGE, BaselineError, RunFailed
-from swavbench.metrics import Summary
+from swavbench.harness.baselines import Baseline
+from swavbench.harness.metrics import Summary
 
 DIFF_DECIMALS = Decimal("0.01")  # ips diff% is judged at 2 decimals, like bash's printf "%0.2f"
 

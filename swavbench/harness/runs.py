@@ -2,7 +2,7 @@
 
 `collect_logs` copies what a launch wrote (worker logs renamed to global ranks; never launch's env dumps),
 `build_record` makes result.json (schema: docs/design.md) and `write_json_atomic` writes it so that a
-reader never sees half a file. swavbench.runner runs a case and calls these.
+reader never sees half a file. swavbench.harness.runner runs a case and calls these.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
-from swavbench import launch
-from swavbench.baselines import Baseline
-from swavbench.cases import Plan
-from swavbench.compare import Verdict
-from swavbench.config import REPO_ROOT
 from swavbench.errors import EnvironmentProblem
-from swavbench.metrics import RunAnalysis
+from swavbench.harness import launch
+from swavbench.harness.baselines import Baseline
+from swavbench.harness.cases import Plan
+from swavbench.harness.compare import Verdict
+from swavbench.harness.metrics import RunAnalysis
+from swavbench.paths import REPO_ROOT
 
 COPIED = ("workerlog.*", "steps.*.jsonl", "run_header.json")  # never launch's envlog/backup_env (full env)
 

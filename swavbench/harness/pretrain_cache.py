@@ -3,7 +3,7 @@
 `pretrained_checkpoint(...)` returns a checkpoint prefix (PASSL convention, no extension) for
 `-o Global.pretrained_model=<prefix>`. The cache key hashes everything that decides the weights: the config
 file, the profile file, the overrides, the dataset (file names and sizes under `<root>/train`, and the
-synth parameters), the training code (`swavbench/train/*.py`, `swavbench/config.py`) and paddle's version.
+synth parameters), the training code (`swavbench/train/*.py`, `swavbench/train/config.py`) and paddle's version.
 A build runs `swavbench train` in a subprocess into a temporary folder inside `cache_dir`, then renames it
 into place (atomic); concurrent callers wait on a lock file and reuse the result.
 
@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from swavbench.errors import RunFailed
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent.parent
 # The short CPU pre-train recipe (issue 4; measured on the synthetic set, see tests/test_classify.py and
 # docs/design.md "Short CPU pre-train"). What a few hundred CPU steps need, on top of the CPU profile:
 # - ~700 steps at batch 32: fewer barely move the weights (LARC's per-step change is lr x 0.001 of |w|);
@@ -78,7 +78,7 @@ def cache_key(config_name: str, profile: str, data_root: Path, overrides: Sequen
     """16 hex digits identifying the weights a pre-train with these inputs would produce."""
     import paddle
 
-    from swavbench.config import PROFILE_DIR, resolve_config_path
+    from swavbench.train.config import PROFILE_DIR, resolve_config_path
 
     digest = hashlib.sha256()
     _hash_file(digest, resolve_config_path(config_name))
@@ -86,7 +86,7 @@ def cache_key(config_name: str, profile: str, data_root: Path, overrides: Sequen
     _hash_file(digest, profile_path)
     digest.update(json.dumps(list(overrides)).encode())
     _hash_dataset(digest, Path(data_root))
-    for path in sorted((PACKAGE / "train").glob("*.py")) + [PACKAGE / "config.py"]:
+    for path in sorted((PACKAGE / "train").glob("*.py")):
         _hash_file(digest, path)
     digest.update(paddle.__version__.encode())
     return digest.hexdigest()[:16]
@@ -101,8 +101,8 @@ def _train_env() -> dict:
 def _build(config_name: str, profile: str, data_root: Path, overrides: Sequence[str], build: Path,
            timeout_s: float) -> None:
     """Run the pre-train into `build/run`, then leave only the checkpoint files, cache.json, train.log."""
-    from swavbench.config import load_config
     from swavbench.train.checkpoint import checkpoint_dir
+    from swavbench.train.config import load_config
 
     run_dir = build / "run"
     all_overrides = [f"DataLoader.Train.dataset.root={data_root}", f"Global.output_dir={run_dir}", *overrides]

@@ -1,4 +1,4 @@
-"""Live progress of a run, read from rank 0's worker log as it grows (swavbench.logparse on new lines).
+"""Live progress of a run, read from rank 0's worker log as it grows (swavbench.harness.logparse on new lines).
 
 On a TTY one line updated in place (step n/N, loss, ips, elapsed, ETA); otherwise (CI) one plain line per
 logged step, so a CI log shows the run advancing.
@@ -25,7 +25,7 @@ class Progress:
 
     def update(self) -> None:
         """Read new complete lines and show each new logged step."""
-        from swavbench.logparse import parse_log_text
+        from swavbench.harness.logparse import parse_log_text
 
         try:
             with open(self.path, "rb") as handle:

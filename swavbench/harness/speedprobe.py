@@ -6,7 +6,7 @@ own process, so a competing job on another core (which slows a run's wall clock)
 uses numpy, not Paddle, so a slower Paddle or trainer leaves it unchanged too.
 
 `probe()` runs the workload in a fresh subprocess with one thread, so the caller's thread pools and the
-training ranks' environment do not leak in. `python -m swavbench.speedprobe [seconds]` prints one JSON line.
+training ranks' environment do not leak in. `python -m swavbench.harness.speedprobe [seconds]` prints one JSON line.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def probe(seconds: float = 0.5, timeout_s: float = 60.0) -> dict[str, float]:
     """`measure` in a one-thread subprocess; raises RuntimeError when the subprocess exits non-zero."""
     env = {**os.environ, **ONE_THREAD}
     proc = subprocess.run(
-        [sys.executable, "-m", "swavbench.speedprobe", str(seconds)],
+        [sys.executable, "-m", "swavbench.harness.speedprobe", str(seconds)],
         env=env,
         capture_output=True,
         text=True,

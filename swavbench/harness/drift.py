@@ -2,7 +2,7 @@
 
 Each night may pass inside its band while the level creeps (-2% a night for three nights). The series is
 the steady-state ips (trimmed rate) of each passing run (PASSL's mean of lines for records without one), since
-the newest baseline; `swavbench.stats.detect_drift` finds the step. Re-recording the baseline
+the newest baseline; `swavbench.harness.stats.detect_drift` finds the step. Re-recording the baseline
 acknowledges a drift (the series starts again), so a finding is always new.
 """
 
@@ -13,8 +13,8 @@ from typing import Optional
 
 import pandas as pd
 
-from swavbench.history import History
-from swavbench.stats import Drift, detect_drift
+from swavbench.harness.stats import Drift, detect_drift
+from swavbench.store.history import History
 
 DEFAULT_DRIFT_PCT = 3.0  # a lasting level change this big is worth a look even inside a wider band
 

@@ -1,0 +1,1 @@
+"""Stored results: the run history (SQLite) that the report is built from."""
