@@ -83,6 +83,45 @@ def test_record_then_pass_then_regression(run_cases, monkeypatch):
     assert result.ret == 1
 
 
+def test_session_baselines_record_then_judge_a_rerun_and_leave_the_checked_in_ones_alone(run_cases, tmp_path):
+    """`make test`'s mode: each case records its own baseline on this machine first, then a rerun is judged."""
+    home = tmp_path / "baselines"  # the checked-in dir of this invocation: must stay untouched
+    result = run_cases("-k", "swav_pt_1n8c_fp16o1", "--swavbench-session-baselines", "-s")
+    result.assert_outcomes(passed=1, deselected=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*baselines recorded by this session on this machine*",
+            "*no baseline for this machine's profile cpu-*-*t: recording one from run *, then running the case*",
+            "*new baseline cpu-*/swav_pt_1n8c_fp16o1:*",
+        ]
+    )
+    assert not home.exists()
+    records = sorted((tmp_path / "reports" / "runs").glob("*/result.json"))
+    assert len(records) == 2  # the recording run and the judged rerun, both kept for the report
+    statuses = sorted(__import__("json").loads(r.read_text())["status"] for r in records)
+    assert statuses == ["no_baseline", "pass"]
+
+
+def test_session_baselines_still_fail_a_changed_rerun(run_cases, monkeypatch, tmp_path):
+    """A session-recorded baseline is a real gate: a rerun whose loss differs (here the recording run's loss is
+    bumped once, the rerun is clean) fails on loss with exit 1."""
+    monkeypatch.setenv("FAKE_ONCE_FILE", str(tmp_path / "once"))
+    monkeypatch.setenv("FAKE_LOSS_BUMP", "0.00001")
+    result = run_cases("-k", "swav_pt_1n8c_fp16o1", "--swavbench-session-baselines")
+    result.assert_outcomes(failed=1, deselected=3)
+    result.stdout.fnmatch_lines(
+        ["*loss*fail*", "*REGRESSION: loss changed at*", "*what to do: two runs of the same code in this session*"]
+    )
+    assert result.ret == 1
+
+
+def test_record_missing_keeps_the_recorded_baseline(run_cases, tmp_path):
+    result = run_cases("-k", "swav_pt_1n8c_fp16o1", "--swavbench-record-missing")
+    result.assert_outcomes(passed=1, deselected=3)
+    assert len(list((tmp_path / "baselines").glob("cpu-*/swav_pt_1n8c_fp16o1.json"))) == 1
+    run_cases("-k", "swav_pt_1n8c_fp16o1").assert_outcomes(passed=1, deselected=3)  # judged against it
+
+
 def test_crashed_rank_is_named(run_cases, monkeypatch, tmp_path):
     monkeypatch.setenv("FAKE_CRASH_RANK", "6")
     monkeypatch.setenv("FAKE_CRASH_STEP", "5")

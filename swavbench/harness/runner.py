@@ -76,8 +76,10 @@ class Outcome:
 
 
 def profile_of(plan: Plan, header: Optional[dict] = None) -> str:
-    """This machine's baseline profile key, as `swavbench compare` computes it from a run header."""
+    """The baseline profile key of the machine the run ran on: the run header's, else computed here."""
     header = header or {}
+    if isinstance(header.get("machine_profile"), str) and header["machine_profile"]:
+        return header["machine_profile"]
     threads = header.get("threads") if isinstance(header.get("threads"), int) else plan.threads
     device = header.get("device") or ("cpu" if plan.device_profile == "cpu" else None)
     return machine_profile(threads=threads, device=device)
