@@ -178,6 +178,7 @@ class Session:
                     record_missing=self.record_missing and not self.update,
                     stream=sys.stdout,
                     data_root=self.data_root,
+                    ips_gate=SESSION_IPS_NOTE if self.session_baselines is not None else None,
                     allow_mismatch=self.allow_mismatch,
                     worker=self.worker,
                     confirm=self.confirm,
@@ -219,6 +220,12 @@ class Session:
         with self._uncaptured():
             update_baseline.record(args, outcome.plan.case)
         return outcome
+
+
+SESSION_IPS_NOTE = (
+    "the baseline is a run of this same code on this machine minutes ago, so an ips difference is this "
+    "machine's speed moving, not the code; judge throughput with swavbench ab or a nightly machine's baseline"
+)
 
 
 def session_advice(outcome: runner.Outcome) -> str:
