@@ -292,3 +292,23 @@ def test_paddle_commit_is_read_from_the_record_when_present(h: History) -> None:
     h.add_record(rec | {"run_id": "with-paddle", "paddle_commit": "3f2a9c1b"})
     runs = h.runs().set_index("run_id")
     assert runs.loc["with-paddle", "paddle_commit"] == "3f2a9c1b" and pd.isna(runs.loc[CRASH, "paddle_commit"])
+
+
+def test_import_batch_that_fails_is_rolled_back_and_read_again(runs_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(hist, "IMPORT_BATCH", 4)
+    real, calls = hist._insert_steps, []
+
+    def explode_on_sixth(conn, run_id, steps):
+        calls.append(run_id)
+        if len(calls) == 6:
+            raise RuntimeError("disk on fire")
+        real(conn, run_id, steps)
+
+    monkeypatch.setattr(hist, "_insert_steps", explode_on_sixth)
+    with History(tmp_path / "h.sqlite") as h:
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            h.import_runs(runs_dir)
+        assert counts(h)["runs"] == 4 and h.conn.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 4
+        monkeypatch.setattr(hist, "_insert_steps", real)
+        summary = h.import_runs(runs_dir)
+        assert (len(summary.imported), summary.seen_by_stat, counts(h)["runs"]) == (5, 4, 9)

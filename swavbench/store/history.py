@@ -1,9 +1,11 @@
 """SQLite history of run records (`reports/runs/<run-id>/result.json`), queried as pandas DataFrames.
 
 One row per run in `runs` (keyed by run_id; re-importing the same record is a no-op, a changed record
-replaces the old one), plus `checks`, `ranks` and `steps`. Each run is written in one transaction, so a
-crash mid-write leaves earlier history intact. The database is a plain path or an SQLAlchemy-style URL
-(`sqlite:///relative.sqlite`, `sqlite:////abs/path.sqlite`); only sqlite is supported for now.
+replaces the old one), plus `checks`, `ranks` and `steps`. Each run is written in one transaction (an
+import commits every IMPORT_BATCH runs, each run in a savepoint of its own), so a crash mid-write leaves
+earlier history intact, and the runs of a lost batch are read again by the next import. The database is
+a plain path or an SQLAlchemy-style URL (`sqlite:///relative.sqlite`, `sqlite:////abs/path.sqlite`); only
+sqlite is supported for now.
 
 Import is recursive over several roots (run folders from many machines, rsynced or downloaded as CI
 artefacts into one tree) and incremental: `files` keeps each imported result.json's path, size and mtime,
@@ -31,6 +33,8 @@ from swavbench.paths import DEFAULT_DB
 
 SCHEMA_VERSION = 2  # of the database; bump with a migration in _migrate
 RECORD_SCHEMA_VERSION = 1  # newest result.json schema this module knows
+
+IMPORT_BATCH = 256  # runs per transaction during an import (one fsync per batch, not per run)
 
 STATUSES = ("pass", "regression", "failed", "no_baseline")
 
@@ -276,7 +280,8 @@ class History:
         old = self.conn.execute("SELECT digest FROM runs WHERE run_id=?", (rec["run_id"],)).fetchone()
         if old and old[0] == digest:
             return "unchanged"
-        self.conn.execute("BEGIN IMMEDIATE")
+        nested = self.conn.in_transaction  # inside an import batch: a savepoint, so one bad record rolls back alone
+        self.conn.execute("SAVEPOINT one_record" if nested else "BEGIN IMMEDIATE")
         try:
             for table in ("runs", "checks", "ranks", "steps"):
                 self.conn.execute(f"DELETE FROM {table} WHERE run_id=?", (rec["run_id"],))
@@ -285,9 +290,11 @@ class History:
             self.conn.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
             _insert_children(self.conn, rec)
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("ROLLBACK TO one_record" if nested else "ROLLBACK")
+            if nested:
+                self.conn.execute("RELEASE one_record")
             raise
-        self.conn.execute("COMMIT")
+        self.conn.execute("RELEASE one_record" if nested else "COMMIT")
         return "imported"
 
     def import_file(self, path: Union[str, Path], summary: ImportSummary) -> None:
@@ -327,8 +334,16 @@ class History:
         missing = [str(p) for p in paths if not p.is_dir()]
         if not paths or missing:
             raise SwavbenchError(f"runs folder {', '.join(missing) or '(none given)'} does not exist")
-        for path in find_records(paths):
-            self.import_file(path, summary)
+        records = find_records(paths)
+        for start in range(0, len(records), IMPORT_BATCH):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for path in records[start : start + IMPORT_BATCH]:
+                    self.import_file(path, summary)
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
         return summary
 
     # -- reading ---------------------------------------------------------------------------------
@@ -413,22 +428,26 @@ def _insert_children(conn: sqlite3.Connection, rec: dict) -> None:
     _insert_steps(conn, rid, rec.get("steps") or [])
 
 
+def _fnum(value: Any) -> Optional[float]:
+    """_num with a fast path for the plain floats and ints step records hold."""
+    if type(value) is float or type(value) is int:
+        return value if math.isfinite(value) else None
+    return _num(value)
+
+
+def _fint(value: Any) -> Optional[int]:
+    """_int with a fast path for plain ints."""
+    return value if type(value) is int else _int(value)
+
+
 def _insert_steps(conn: sqlite3.Connection, run_id: str, steps: list) -> None:
+    n, i = _fnum, _fint
     rows = [
-        (
-            run_id,
-            _int(s.get("rank")) or 0,
-            _int(s.get("step")),
-            _int(s.get("epoch")),
-            _int(s.get("iter")),
-            _num(s.get("loss")),
-            _num(s.get("lr")),
-            _num(s.get("batch_cost")),
-            _num(s.get("reader_cost")),
-        )
+        (run_id, i(s.get("rank")) or 0, i(s.get("step")), i(s.get("epoch")), i(s.get("iter")), n(s.get("loss")),
+         n(s.get("lr")), n(s.get("batch_cost")), n(s.get("reader_cost")))
         for s in steps
         if isinstance(s, dict)
-    ]
+    ]  # fmt: skip
     conn.executemany("INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?)", rows)
 
 
