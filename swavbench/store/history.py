@@ -390,6 +390,10 @@ class History:
         frame["log_tail"] = frame["log_tail"].map(lambda text: json.loads(text) if text else [])
         return frame
 
+    def digests(self) -> dict[str, str]:
+        """run_id -> digest of its stored record (changes whenever the record does)."""
+        return dict(self.conn.execute("SELECT run_id, digest FROM runs").fetchall())
+
     def record(self, run_id: str) -> Optional[dict]:
         """The stored record of a run (everything but steps/log_lines, unknown fields included)."""
         row = self.conn.execute("SELECT record_json FROM runs WHERE run_id=?", (run_id,)).fetchone()
