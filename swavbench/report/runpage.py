@@ -3,8 +3,9 @@ step charts against the baseline run, and links to every worker log.
 
 Logs are linked relative to the page when the run folder lies inside the report folder (the default
 reports/index.html over reports/runs/), else copied into `run/<run>/` beside the page, so the folder can be
-published as it is. Pages are rewritten only when their run, its baseline run or its logs changed (the key of
-each page is kept in `run/.pages.json`); pages of runs no longer selected are removed with their copies.
+published as it is. Pages are rewritten only when their run record, its baseline run or the run's folder
+changed (the key of each page is kept in `run/.pages.json`); pages of runs no longer selected are removed
+with their copies.
 """
 
 from __future__ import annotations
@@ -133,11 +134,11 @@ class RunPages:
         return self._steps[run_id]
 
     def _key(self, r: dict) -> str:
+        """What the page shows, in a hash: its record, its baseline run's, where the run folder is. A run's
+        logs are final once its result.json is written, so they are not re-read to decide."""
         base = r.get("baseline_run_id") or ""
-        run_dir = Path(r["source"]).parent if r.get("source") else None
-        logs = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in log_files(run_dir)] if run_dir else []
         parts = [PAGE_VERSION, self.digests.get(r["run_id"], ""), base, self.digests.get(base, ""),
-                 str(base in self.selected), str(self.started.get(base)), json.dumps(logs)]  # fmt: skip
+                 str(base in self.selected), str(self.started.get(base)), str(r.get("source"))]  # fmt: skip
         return hashlib.sha1("\0".join(parts).encode()).hexdigest()
 
     def _baseline(self, r: dict) -> tuple[Optional[pd.DataFrame], str, str]:
