@@ -271,6 +271,9 @@ def _series(s: Series, f: _Frame, n_points: int) -> list[str]:
     return out
 
 
+MAX_VALUE_LABELS = 6  # more last values than this at the right edge: only the highest and the lowest
+
+
 def _value_labels(chart: Chart, f: _Frame) -> list[str]:
     """The last value of each series at the right edge, nudged apart so they never overlap."""
     labels = []
@@ -279,6 +282,8 @@ def _value_labels(chart: Chart, f: _Frame) -> list[str]:
         if runs:
             labels.append([f.y(runs[-1][-1][1]), fmt(runs[-1][-1][1], digits=chart.digits), s.color])
     labels.sort(key=lambda item: item[0])
+    if len(labels) > MAX_VALUE_LABELS:
+        labels = [labels[0], labels[-1]]
     for i in range(1, len(labels)):
         labels[i][0] = max(labels[i][0], labels[i - 1][0] + 12)
     return [
