@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,8 @@ def xdist_workers(config: pytest.Config) -> int:
     if not config.pluginmanager.hasplugin("xdist"):
         return 0
     n = getattr(config.option, "numprocesses", None)
+    if isinstance(n, str) and n:  # -n auto / logical, before xdist resolves it
+        return os.cpu_count() or 1
     return int(n) if isinstance(n, int) else 0
 
 

@@ -16,7 +16,7 @@ import pytest
 from swavbench import cli
 from swavbench.report import build_report
 from swavbench.report.charts import MAX_STEP_POINTS, group_anchor
-from swavbench.report.runpage import page_href, page_name
+from swavbench.report.runpage import page_href, page_name, run_slug
 from swavbench.report.svg import Chart, Series, decimate, fmt, nice_range, render
 from swavbench.store.history import History
 
@@ -298,7 +298,8 @@ def test_chart_helpers() -> None:
     assert "<s>" not in evil and "&lt;s&gt;" in evil and "<title>&lt;x&gt;</title>" in evil
     assert 'aria-label="&lt;t&gt;"' in evil
     assert page_name("a b<c>") != page_name("a_b_c_") and re.fullmatch(r"[\w.-]+\.html", page_name("a b<c>"))
-    assert os.sep not in page_name("../../etc/passwd")
+    assert os.sep not in page_name("../../etc/passwd") and not page_name("..").startswith(".")
+    assert run_slug("..") not in (".", "..") and not run_slug(".hidden").startswith(".")
 
 
 def test_report_command_imports_new_runs_then_builds(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

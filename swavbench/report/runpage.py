@@ -39,9 +39,15 @@ MANIFEST = ".pages.json"
 LOG_FOLDERS = ("log", "attempts")
 
 
+def run_slug(run_id: str) -> str:
+    """A run id as a file name: safe characters, unique per run id, never '.', '..' or hidden."""
+    slug = _slug(str(run_id))
+    return "_" + slug if slug.startswith(".") else slug
+
+
 def page_name(run_id: str) -> str:
-    """The file name of a run's page inside PAGE_DIR (safe characters, unique per run id)."""
-    return _slug(str(run_id)) + ".html"
+    """The file name of a run's page inside PAGE_DIR."""
+    return run_slug(run_id) + ".html"
 
 
 def page_href(run_id: str) -> str:
@@ -96,11 +102,11 @@ def place_logs(run_id: str, source: Optional[str], site: Path) -> tuple[list[tup
         if _inside(src, site):
             href = os.path.relpath(src.resolve(), pages.resolve())
         else:
-            dest = pages / _slug(str(run_id)) / rel
+            dest = pages / run_slug(run_id) / rel
             if _stale(dest, src):
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dest)
-            href = f"{_slug(str(run_id))}/{rel.as_posix()}"
+            href = f"{run_slug(run_id)}/{rel.as_posix()}"
         links.append((rel.as_posix(), Path(href).as_posix()))
     how = "linked in place" if _inside(run_dir, site) else f"copied from {run_dir}"
     return links, how
@@ -199,7 +205,7 @@ class RunPages:
             new[rid] = key
         for rid in set(old) - set(new):
             (pages / page_name(rid)).unlink(missing_ok=True)
-            shutil.rmtree(pages / _slug(str(rid)), ignore_errors=True)
+            shutil.rmtree(pages / run_slug(rid), ignore_errors=True)
         _write_text(manifest_path, json.dumps(new, sort_keys=True))
         return {rid: page_href(rid) for rid in new}
 
