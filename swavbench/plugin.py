@@ -5,7 +5,8 @@ Options mirror `swavbench run`: --swavbench-profile, --swavbench-baseline-dir, -
 --swavbench-reports-dir, --swavbench-data-root, --swavbench-update-baseline (record instead of judging),
 --swavbench-worker (the rank command; default `swavbench train`), --swavbench-confirm N (reruns when ips
 alone is outside its band), --swavbench-confirm-delay S (wait before a rerun). A failing case's message is the verdict
-table plus the advice line; a case that cannot run on this build is skipped with its reason.
+line and the advice, then the table; a case that cannot run on this build is skipped with its reason. What CI sees
+(JUnit properties, --swavbench-summary FILE, -k with PASSL long names, pytest-xdist) is in swavbench.plugin_ci.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from swavbench import paths
 from swavbench.errors import SwavbenchError
 from swavbench.harness import cases, runner
 from swavbench.harness.cases import DEVICE_PROFILES, Plan
+
+pytest_plugins = ["swavbench.plugin_ci"]  # imported by pytest (not here) so its asserts are rewritten like ours
 
 MARKERS = {
     "gpu": "needs a CUDA GPU (skipped when paddle sees none)",
@@ -167,9 +170,10 @@ class Session:
             plan = self.plan(case_id, *overrides)
             if plan.skip_reason:
                 pytest.skip(plan.skip_reason)
+            from swavbench import plugin_ci
             from swavbench.commands.run import execute_or_record
 
-            with self._uncaptured():
+            with self._uncaptured(), plugin_ci.one_run_at_a_time(self.reports_dir, case_id):
                 sys.stdout.write("\n")
                 outcomes = execute_or_record(
                     plan,
@@ -194,17 +198,23 @@ class Session:
         return capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
 
     def check(self, case_id: str, *overrides: str) -> runner.Outcome:
-        """Run and judge: pytest.fail with the verdict table and advice unless the case passes."""
+        """Run and judge: pytest.fail with the verdict line, advice and table unless the case passes."""
+        from swavbench import plugin_ci
+
         try:
-            outcome = self.run(case_id, *overrides)
+            outcome, error = self.run(case_id, *overrides), None
         except SwavbenchError as err:  # corrupt baseline, port in use, ...: one line, as on the CLI
-            pytest.fail(f"{type(err).__name__}: {err}", pytrace=False)
+            outcome, error = None, err
+        if error is not None:  # failed outside the except block: no "During handling of the above exception"
+            plugin_ci.record_properties(self.config, plugin_ci.error_properties(error))
+            pytest.fail(plugin_ci.error_message(error), pytrace=False)
+        plugin_ci.record_properties(self.config, plugin_ci.outcome_properties(outcome))
         if self.update:
             return self._record(outcome)
         if outcome.exit_code != 0:
             if self.session_baselines is not None and outcome.verdict.status == "regression":
                 outcome.verdict.advice = session_advice(outcome)
-            pytest.fail(outcome.text(), pytrace=False)
+            pytest.fail(plugin_ci.failure_message(outcome), pytrace=False)
         return outcome
 
     def _record(self, outcome: runner.Outcome) -> runner.Outcome:
@@ -261,7 +271,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """--swavbench-report: import the runs (reports/runs/*) into the history and rebuild the report."""
     out = session.config.getoption("swavbench_report", None)
-    if not out:
+    if not out or hasattr(session.config, "workerinput"):  # under xdist the controller writes it, once
         return
     from swavbench.paths import DEFAULT_DB
     from swavbench.report import build_report

@@ -151,3 +151,28 @@ def test_marker_is_the_last_logged_line_when_a_run_spans_epochs():
     assert cases.last_logged_step(41, 24, 5) == 40 and cases.marker_for(40, 24) == "15/24"
     assert cases.last_logged_step(21, 46, 5) == 21 and cases.marker_for(21, 46) == "20/46"
     assert cases.last_logged_step(41, 10, 5) == 41 and cases.marker_for(41, 10) == "0/10"
+
+
+def test_concurrent_dataset_builds_wait_for_one(tmp_path, monkeypatch):
+    """Two callers at once (two xdist workers' first case): one builds, the other waits and reuses it."""
+    import threading
+    import time
+
+    from swavbench.train import synth
+
+    spec = cases.SynthData(classes=2, train_per_class=3, val_per_class=1, size=16, seed=2)
+    builds, real = [], synth.synthesize
+
+    def slow(out, **kw):
+        builds.append(out)
+        time.sleep(0.5)  # long enough for the second caller to arrive mid-build
+        return real(out, **kw)
+
+    monkeypatch.setattr(synth, "synthesize", slow)
+    roots: list = []
+    threads = [threading.Thread(target=lambda: roots.append(cases.ensure_dataset(spec, tmp_path))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(builds) == 1 and len(roots) == 2 and roots[0] == roots[1] and cases.count_images(roots[0]) == 6

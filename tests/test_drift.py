@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from swavbench.cli import main
-from swavbench.report.html import render_report
+from swavbench.report import build_report
 from swavbench.store.history import History
 
 CASE = "swav_pt_1n8c_fp16o1"
@@ -29,6 +29,12 @@ def record(day: int, ips: float, base_ips: float = 100.0, status: str = "pass", 
     if steady:
         rec["ips_steady"] = {"median": ips, "iqr_pct": 3.0, "mad_pct": 1.5, "warmup_steps": 1, "n_steps": 20}
     return rec
+
+
+def render_report(h: History) -> str:
+    """The index and every run page of the report, as one text."""
+    out = build_report(h, Path(h.path).parent / "site" / "index.html", run_pages=None)
+    return "".join(p.read_text() for p in [out, *sorted((out.parent / "run").glob("*.html"))])
 
 
 def db_with(tmp_path: Path, series: list[float], **kw) -> Path:

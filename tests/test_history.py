@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from swavbench.commands import history as history_cmd
@@ -210,3 +211,104 @@ def test_cli_import_and_list(runs_dir: Path, tmp_path: Path, capsys: pytest.Capt
     assert _cli(["history", "list", "--db", url, "--case", "1n2c"]) == 0
     out = capsys.readouterr().out
     assert f"20261123T210000Z-{C}-c001" in out and A not in out
+
+
+def _nest(runs_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The fixture runs split over two machines' artefact trees, at different depths."""
+    one, two = tmp_path / "ci" / "host-1", tmp_path / "ci" / "host-2"
+    for i, run in enumerate(sorted(runs_dir.iterdir())):
+        dest = (one / "nightly" / "reports" / "runs") if i % 2 else (two / "artifacts")
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(run), dest / run.name)
+    crash = next((tmp_path / "ci").rglob(CRASH))
+    (crash / "log").mkdir()
+    (crash / "log" / "result.json").write_text("{not a run: inside a run folder, never read")
+    return one, two
+
+
+def test_import_is_recursive_over_several_roots(runs_dir: Path, tmp_path: Path, capsys) -> None:
+    one, two = _nest(runs_dir, tmp_path)
+    summary = import_runs(tmp_path / "ci", tmp_path / "all.sqlite")
+    assert (len(summary.imported), summary.failed) == (9, [])
+    url = f"sqlite:///{tmp_path / 'two.sqlite'}"
+    assert _cli(["history", "import", str(one), str(two), str(two / "artifacts"), "--db", url]) == 0
+    assert "imported 9 run(s), 0 unchanged, 0 skipped" in capsys.readouterr().out  # a run reached twice: once
+    with History(tmp_path / "two.sqlite") as h:
+        runs = h.runs()
+        assert len(runs) == 9 and set(runs["host"]) == {"ci-runner-3"}
+        assert all(Path(s).is_absolute() and Path(s).is_file() for s in runs["source"])
+    with pytest.raises(SwavbenchError, match="nowhere does not exist"):
+        _cli(["history", "import", str(one), str(tmp_path / "nowhere"), "--db", url])
+
+
+def test_reimport_skips_known_files_on_a_stat_and_reads_new_or_changed_ones(runs_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    import_runs(runs_dir, db)
+    reads: list[Path] = []
+    real = hist.read_record
+
+    def counting(path: Path):
+        reads.append(Path(path))
+        return real(path)
+
+    new = runs_dir / "20261124T200102Z-new"
+    shutil.copytree(runs_dir / CRASH, new)
+    rec = json.loads((new / "result.json").read_text()) | {"run_id": new.name}
+    (new / "result.json").write_text(json.dumps(rec))
+    changed = runs_dir / f"20261121T203000Z-{B}-b002" / "result.json"
+    changed.write_text(changed.read_text().replace('"status": "pass"', '"status": "regression"'))
+    with History(db) as h, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hist, "read_record", counting)
+        summary = h.import_runs(runs_dir)
+        assert sorted(p.parent.name for p in reads) == sorted([new.name, changed.parent.name])
+        assert summary.imported == [f"20261121T203000Z-{B}-b002", new.name] and summary.seen_by_stat == 8
+        assert h.runs().set_index("run_id").loc[f"20261121T203000Z-{B}-b002", "status"] == "regression"
+        reads.clear()
+        again = h.import_runs(runs_dir)
+        assert reads == [] and again.seen_by_stat == 10 and again.imported == []
+
+
+def test_schema_1_database_is_migrated_in_place(tmp_path: Path) -> None:
+    db = tmp_path / "old.sqlite"
+    import_runs(FIXTURES, db)
+    with sqlite3.connect(db) as conn:  # what swavbench 0.1 wrote: no files table, no host/paddle columns
+        conn.executescript(
+            "DROP TABLE files; DROP INDEX runs_by_host; ALTER TABLE runs DROP COLUMN host;"
+            "ALTER TABLE runs DROP COLUMN paddle_commit; ALTER TABLE runs DROP COLUMN ips_steady;"
+            "UPDATE meta SET value='1' WHERE key='schema_version';"
+        )
+    with History(db) as h:
+        assert h.schema_version() == 2
+        runs = h.runs().set_index("run_id")
+        assert set(runs["host"]) == {"ci-runner-3"} and runs["paddle_commit"].isna().all()
+        assert "ips_steady" in runs.columns
+        summary = h.import_runs(FIXTURES)
+        assert len(summary.unchanged) == 9 and summary.seen_by_stat == 0  # files table filled from now on
+        assert h.import_runs(FIXTURES).seen_by_stat == 9
+
+
+def test_paddle_commit_is_read_from_the_record_when_present(h: History) -> None:
+    rec = json.loads((FIXTURES / CRASH / "result.json").read_text())
+    h.add_record(rec | {"run_id": "with-paddle", "paddle_commit": "3f2a9c1b"})
+    runs = h.runs().set_index("run_id")
+    assert runs.loc["with-paddle", "paddle_commit"] == "3f2a9c1b" and pd.isna(runs.loc[CRASH, "paddle_commit"])
+
+
+def test_import_batch_that_fails_is_rolled_back_and_read_again(runs_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(hist, "IMPORT_BATCH", 4)
+    real, calls = hist._insert_steps, []
+
+    def explode_on_sixth(conn, run_id, steps):
+        calls.append(run_id)
+        if len(calls) == 6:
+            raise RuntimeError("disk on fire")
+        real(conn, run_id, steps)
+
+    monkeypatch.setattr(hist, "_insert_steps", explode_on_sixth)
+    with History(tmp_path / "h.sqlite") as h:
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            h.import_runs(runs_dir)
+        assert counts(h)["runs"] == 4 and h.conn.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 4
+        monkeypatch.setattr(hist, "_insert_steps", real)
+        summary = h.import_runs(runs_dir)
+        assert (len(summary.imported), summary.seen_by_stat, counts(h)["runs"]) == (5, 4, 9)

@@ -1,4 +1,5 @@
-"""`swavbench compare LOGDIR --baseline FILE [--marker M] [--warmup N] [--allow-mismatch] [--json]`.
+"""`swavbench compare LOGDIR --baseline FILE [--marker M] [--warmup N] [--allow-mismatch] [--json]`,
+or `swavbench compare RUN_A RUN_B`: run B judged against run A with the same rules (compare_runs.py).
 
 The check_result replacement: one table (metric, baseline, measured, diff, tolerance, verdict), one line
 saying what happened and one saying what to do. Exit 0 pass, 1 regression, 2 run failed, 3 usage/baseline.
@@ -16,15 +17,19 @@ import json
 from typing import Optional
 
 from swavbench.commands.parse import add_log_options, analysis_dict, health_lines
+from swavbench.errors import SwavbenchError
 from swavbench.harness.baselines import check_named_baseline, load_baseline, resolve_baseline_file
 from swavbench.harness.compare import Verdict, compare, format_table, verdict_from_failure, verdict_to_dict
 from swavbench.harness.metrics import RunAnalysis, analyse_logdir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("compare", help="judge worker logs against a baseline (check_result)")
+    parser = subparsers.add_parser("compare", help="judge worker logs against a baseline (check_result), or run B "
+                                   "against run A")
     add_log_options(parser)
-    parser.add_argument("--baseline", required=True, metavar="FILE", help="baseline JSON file")
+    parser.add_argument("run_b", nargs="?", default=None, metavar="RUN_B",
+                        help="a second run folder: judge it against the first (LOGDIR = RUN_A) instead of --baseline")
+    parser.add_argument("--baseline", default=None, metavar="FILE", help="baseline JSON file")
     parser.add_argument("--allow-mismatch", action="store_true",
                         help="compare even if the run header shows another device class (cpu/gpu) or case")
     parser.add_argument("--profile", default=None,
@@ -38,6 +43,17 @@ def _header(a: RunAnalysis) -> Optional[dict]:
     return (log.header if log else None) or None
 
 
+def _two_runs(args: argparse.Namespace) -> int:
+    """`compare RUN_A RUN_B` (exactly one of RUN_B and --baseline)."""
+    from swavbench.commands import compare_runs
+
+    if args.run_b is None:
+        raise SwavbenchError("compare needs --baseline FILE, or a second run: swavbench compare RUN_A RUN_B")
+    if args.baseline is not None:
+        raise SwavbenchError("give --baseline FILE or a second run RUN_B, not both")
+    return compare_runs.run(args)
+
+
 def judge(a: RunAnalysis, baseline, case_id: str) -> Verdict:
     """Verdict for an analysed log dir: a named failure, or the check_result comparison."""
     if a.failure is not None:
@@ -46,6 +62,8 @@ def judge(a: RunAnalysis, baseline, case_id: str) -> Verdict:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.run_b is not None or args.baseline is None:
+        return _two_runs(args)
     args.baseline = resolve_baseline_file(args.baseline)
     baseline = load_baseline(args.baseline)
     a = analyse_logdir(args.logdir, args.marker or baseline.metrics["marker"], args.warmup, args.metric)

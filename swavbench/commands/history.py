@@ -1,4 +1,8 @@
-"""`swavbench history import DIR` and `swavbench history list`: the SQLite run history."""
+"""`swavbench history import DIR...`, `history list` and `history check`: the SQLite run history.
+
+`import` finds every result.json under each DIR at any depth (run folders of several machines, rsynced or
+downloaded as CI artefacts into one tree) and reads only the files it has not imported before.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from swavbench.paths import DEFAULT_DB
 if TYPE_CHECKING:  # pandas and the history store load only when a history command runs
     from swavbench.store.history import ImportSummary
 
-LIST_COLUMNS = ["started_utc", "case", "profile", "status", "ips", "loss", "max_mem", "commit", "run_id"]
+LIST_COLUMNS = ["started_utc", "case", "profile", "host", "status", "ips", "loss", "max_mem", "commit", "run_id"]
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("history", help="store run records in the SQLite history and list them")
     sub = parser.add_subparsers(dest="history_command", metavar="ACTION")
     sub.required = True
-    imp = sub.add_parser("import", help="import reports/runs/*/result.json (idempotent)")
-    imp.add_argument("runs_dir", metavar="DIR", help="folder holding <run-id>/result.json")
+    imp = sub.add_parser("import", help="import every result.json under DIR... (recursive, incremental)")
+    imp.add_argument(
+        "runs_dirs", nargs="+", metavar="DIR",
+        help="folders holding run folders <run-id>/result.json at any depth (e.g. one per CI machine)",
+    )  # fmt: skip
     add_db_option(imp)
     imp.set_defaults(func=run)
     lst = sub.add_parser("list", help="list stored runs, oldest first")
@@ -81,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         if args.history_command == "check":
             return check(history, args)
         if args.history_command == "import":
-            summary = history.import_runs(args.runs_dir)
+            summary = history.import_runs(*args.runs_dirs)
             print_import_summary(summary, history.path)
             return EXIT_USAGE if summary.failed else EXIT_OK
         frame = history.runs(args.since, args.case)

@@ -1,4 +1,8 @@
-"""`swavbench report`: import new runs into the history, then write the one-file HTML report."""
+"""`swavbench report`: import new runs into the history, then write the HTML report.
+
+The report folder (the --out file's) holds index.html and run/<run>.html pages with the runs' logs linked or
+copied beside them, so it can be published as it is.
+"""
 
 from __future__ import annotations
 
@@ -22,18 +26,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--runs", default=DEFAULT_RUNS, metavar="DIR",
         help=f"import new run records from DIR first when it exists (default {DEFAULT_RUNS}); '' to skip",
     )  # fmt: skip
+    parser.add_argument(
+        "--run-pages", type=_run_pages, default=None, metavar="N|all",
+        help="per-run pages for the last N runs of each case/profile/host, plus every run that did not pass "
+        "(default 30; 'all': every run)",
+    )  # fmt: skip
     add_db_option(parser)
     parser.set_defaults(func=run)
 
 
+def _run_pages(text: str) -> object:
+    if text == "all":
+        return "all"
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of runs or 'all', got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {n}")
+    return n
+
+
 def run(args: argparse.Namespace) -> int:
     """Import, build, print the report's path. Corrupt records are reported and skipped, not fatal."""
-    from swavbench.report import build_report
+    from swavbench.report import DEFAULT_RUN_PAGES, build_report
     from swavbench.store.history import History
 
+    pages = DEFAULT_RUN_PAGES if args.run_pages is None else (None if args.run_pages == "all" else args.run_pages)
     with History(args.db) as history:
         if args.runs and Path(args.runs).is_dir():
             print_import_summary(history.import_runs(args.runs), history.path)
-        out = build_report(history, args.out, since=args.since, case_pattern=args.case)
+        out = build_report(history, args.out, since=args.since, case_pattern=args.case, run_pages=pages)
     print(out)
     return EXIT_OK

@@ -1,7 +1,9 @@
-"""`swavbench run CASE [--profile cpu|gpu] [--baseline-dir DIR] [--allow-mismatch] [-o K=V ...]`.
+"""`swavbench run CASE [--profile cpu|gpu] [--baseline-dir DIR] [--allow-mismatch] [--json] [-o K=V ...]`.
 
-The CLI twin of the pytest case: launches the case with paddle.distributed.launch, shows live progress,
-keeps `reports/runs/<run-id>/` and judges it against `baselines/<this machine's profile>/<case>.json`.
+The CLI twin of the pytest case: launches the case with paddle.distributed.launch, shows live progress on
+stderr, keeps `reports/runs/<run-id>/` and judges it against `baselines/<this machine's profile>/<case>.json`.
+stdout carries only the verdict: the verdict block, or with `--json` one JSON document (verdict, run record,
+baseline, warnings), so `swavbench run CASE --json > verdict.json` keeps the progress on the terminal.
 Exit codes as `compare`: 0 pass, 1 regression, 2 run failed, 3 usage/baseline (also: no baseline here, or a
 case that cannot run on this build).
 
@@ -14,11 +16,14 @@ a verdict.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import Optional, TextIO
 
 from swavbench.harness.cases import DEVICE_PROFILES, Plan, plan_for
+from swavbench.harness.compare import verdict_to_dict
 from swavbench.harness.runner import DEFAULT_CONFIRM, DEFAULT_CONFIRM_DELAY_S, Outcome, execute
 from swavbench.paths import BASELINES_DIR, REPORTS_DIR
 
@@ -87,6 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"seconds to wait before a confirmation rerun, past a slow spell of the machine "
         f"(default {DEFAULT_CONFIRM_DELAY_S:g})",
     )
+    parser.add_argument("--json", action="store_true", help="print one JSON verdict document on stdout")
     parser.add_argument(
         "--record-missing",
         action="store_true",
@@ -131,10 +137,33 @@ def execute_or_record(
         "--baseline-dir", str(baseline_dir), "--reports-dir", str(reports_dir),
         *(["--data-root", str(data_root)] if data_root is not None else []),
     )  # fmt: skip
-    update_baseline.record(args, plan.case)
+    with contextlib.redirect_stdout(out):  # the baseline diff is progress too: stdout stays the verdict's
+        update_baseline.record(args, plan.case)
     second = execute(plan, baseline_dir, reports_dir, stream=out, **execute_kw)
     second.warnings.insert(0, f"baseline recorded on {first.profile} from run {first.run_id} (this invocation)")
     return [first, second]
+
+
+def verdict_document(outcome: Outcome) -> dict:
+    """The `run --json` document: what ran, the verdict (as `compare --json` gives it), where the record is."""
+    record = outcome.record if isinstance(outcome.record, dict) else {}
+    return {
+        "schema_version": 1,
+        "case": outcome.plan.case.id,
+        "profile": outcome.profile,
+        "device_profile": outcome.plan.device_profile,
+        "run_id": outcome.run_id,
+        "run_dir": str(outcome.run_dir),
+        "run_record": str(Path(outcome.run_dir) / "result.json"),
+        "baseline": str(outcome.baseline_file),
+        "baseline_found": outcome.baseline is not None,
+        "verdict": verdict_to_dict(outcome.verdict),
+        "exit_code": outcome.exit_code,
+        "metrics": record.get("metrics"),
+        "attempts": record.get("attempts"),
+        "warnings": list(outcome.warnings),
+        "notes": list(outcome.plan.notes),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,11 +173,15 @@ def run(args: argparse.Namespace) -> int:
         args.baseline_dir,
         args.reports_dir,
         record_missing=args.record_missing,
-        stream=sys.stdout,
+        stream=sys.stderr,  # progress; stdout is the verdict's alone
         data_root=args.data_root,
         allow_mismatch=args.allow_mismatch,
         confirm=max(args.confirm, 0),
         confirm_delay_s=max(args.confirm_delay, 0.0),
     )
-    print(outcomes[-1].text())
-    return outcomes[-1].exit_code
+    outcome = outcomes[-1]
+    if args.json:
+        print(json.dumps(verdict_document(outcome), indent=2, default=str))
+    else:
+        print(outcome.text())
+    return outcome.exit_code

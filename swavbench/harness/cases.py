@@ -412,12 +412,23 @@ def ensure_dataset(spec: SynthData = CPU_DATA, root: Optional[Path] = None) -> P
     """The synthetic dataset of `spec`, generated once (deterministic) into the cache and reused after.
 
     Generated into a temporary sibling folder and renamed into place, so a concurrent or interrupted
-    generation never leaves a half dataset behind.
+    generation never leaves a half dataset behind; a lock file beside it makes concurrent callers (pytest-xdist
+    workers, two sessions) wait for one build and reuse it instead of racing.
     """
+    import fcntl
+
+    target = (root or cache_dir()) / spec.key
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_dataset_locked(spec, target)
+
+
+def _ensure_dataset_locked(spec: SynthData, target: Path) -> Path:
+    """ensure_dataset's check-then-build, under its lock."""
     import json
     import shutil
 
-    target = (root or cache_dir()) / spec.key
     params = {
         "classes": spec.classes,
         "train_per_class": spec.train_per_class,

@@ -61,7 +61,7 @@ def find_drift(history: History, trend: pd.DataFrame, threshold_pct: float) -> O
     series = series_since_baseline(trend)
     if series.empty:
         return None
-    values = [run_ips(history, r["run_id"], r["ips"]) for _, r in series.iterrows()]
+    values = [run_ips(history, rid, ips) for rid, ips in zip(series["run_id"], series["ips"])]
     d = detect_drift(values, threshold_pct)
     if d is None:
         return None

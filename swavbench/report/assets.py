@@ -44,24 +44,24 @@ pre{background:#1e2327;color:#e8e8e8;padding:8px 10px;border-radius:4px;overflow
  max-height:360px;margin:6px 0}
 code{font-size:12px}
 .muted{color:#67737f}
+header h1 .badge{vertical-align:middle}
+.scroll{overflow-x:auto}table.triage{font-size:12px}
+td.streak{min-width:250px}td.message{min-width:180px;max-width:340px}td.rollup{font-weight:600}
+.charts.trend{grid-template-columns:1fr}
+ul.logs{columns:4 180px;margin:6px 0;padding-left:18px;font-size:13px}
 """
 
-# Opens the <details> of a run when a link (chart point, table) points at it, and records how many charts and
-# chart points were laid out (data-charts, data-charts-drawn, data-points-drawn on <body>) so a headless browser
-# can check that the page rendered.
+# Records how many charts and chart points were laid out (data-charts, data-charts-drawn, data-points-drawn on
+# <body>) and how long after navigation that was (data-render-ms), so a headless browser can check that the page
+# rendered, and how fast.
 JS = """
 (function(){
-function dec(h){try{return decodeURIComponent(h);}catch(e){return h;}}
-function reveal(id){var el=id&&document.getElementById(id);if(!el)return;
- for(var p=el;p;p=p.parentElement){if(p.tagName==='DETAILS')p.open=true;}}
 function drawn(list){var n=0;for(var i=0;i<list.length;i++){var r=list[i].getBoundingClientRect();
  if(r.width>0&&r.height>0)n++;}return String(n);}
-document.addEventListener('click',function(e){var a=e.target.closest&&e.target.closest('a');
- var h=a&&a.getAttribute('href');if(h&&h.charAt(0)==='#')reveal(dec(h.slice(1)));});
-window.addEventListener('hashchange',function(){reveal(dec(location.hash.slice(1)));});
-document.addEventListener('DOMContentLoaded',function(){reveal(dec(location.hash.slice(1)));
+document.addEventListener('DOMContentLoaded',function(){
  var c=document.querySelectorAll('svg.chart'),b=document.body;b.setAttribute('data-charts',String(c.length));
  b.setAttribute('data-charts-drawn',drawn(c));
- b.setAttribute('data-points-drawn',drawn(document.querySelectorAll('svg.chart .pt')));});
+ b.setAttribute('data-points-drawn',drawn(document.querySelectorAll('svg.chart .pt')));
+ b.setAttribute('data-render-ms',String(Math.round(performance.now())));});
 })();
 """

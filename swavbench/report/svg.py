@@ -34,18 +34,19 @@ class Series:
 
 @dataclass(frozen=True)
 class Band:
-    """A shaded tolerance band, drawn step-wise like a `step` series."""
+    """A shaded tolerance band, drawn step-wise like a `step` series (or through its points: step=False)."""
 
     label: str
     xs: Sequence[float]
     lows: Sequence[Optional[float]]
     highs: Sequence[Optional[float]]
     color: str = "#2e7d32"
+    step: bool = True
 
 
 @dataclass(frozen=True)
 class Mark:
-    """A run without a value (e.g. a crash): a cross on the x axis, linked to its run."""
+    """A run without a value (e.g. a crash): a cross on the x axis, linked to its run (when href is not '')."""
 
     x: float
     href: str
@@ -208,9 +209,14 @@ def _extent(chart: Chart) -> tuple[list[float], list[float]]:
             xs += [p[0] for p in run]
             ys += [p[1] for p in run]
     if chart.band is not None:
-        for run in _step_points(chart.band.xs, chart.band.lows) + _step_points(chart.band.xs, chart.band.highs):
+        for run in _band_points(chart.band, chart.band.lows) + _band_points(chart.band, chart.band.highs):
             ys += [p[1] for p in run]
     return xs, ys
+
+
+def _band_points(band: Band, ys: Sequence[Optional[float]]) -> list[list[tuple[float, float]]]:
+    """The connected pieces of one edge of a band."""
+    return _line_runs(Series("", band.xs, ys, step=band.step))
 
 
 def _x_axis(chart: Chart, f: _Frame) -> list[str]:
@@ -239,7 +245,7 @@ def _y_axis(f: _Frame, step: float) -> list[str]:
 
 def _band(band: Band, f: _Frame) -> list[str]:
     out = []
-    for low_run, high_run in zip(_step_points(band.xs, band.lows), _step_points(band.xs, band.highs)):
+    for low_run, high_run in zip(_band_points(band, band.lows), _band_points(band, band.highs)):
         outline = low_run + high_run[::-1]
         out.append(f'<polygon points="{f.pts(outline)}" fill="{band.color}" fill-opacity=".13"/>')
     return out
@@ -265,14 +271,19 @@ def _series(s: Series, f: _Frame, n_points: int) -> list[str]:
     return out
 
 
+MAX_VALUE_LABELS = 6  # more last values than this at the right edge: only the highest and the lowest
+
+
 def _value_labels(chart: Chart, f: _Frame) -> list[str]:
     """The last value of each series at the right edge, nudged apart so they never overlap."""
     labels = []
     for s in chart.series:
-        runs = _line_runs(s)
+        runs = _line_runs(s) if s.label and s.line else []
         if runs:
             labels.append([f.y(runs[-1][-1][1]), fmt(runs[-1][-1][1], digits=chart.digits), s.color])
     labels.sort(key=lambda item: item[0])
+    if len(labels) > MAX_VALUE_LABELS:
+        labels = [labels[0], labels[-1]]
     for i in range(1, len(labels)):
         labels[i][0] = max(labels[i][0], labels[i - 1][0] + 12)
     return [
@@ -315,7 +326,7 @@ def render(chart: Chart) -> str:
             f'<path class="mark" d="M{f.x(m.x) - 5:.1f} {f.bottom - 13:.0f}l10 10m0 -10l-10 10" '
             f'stroke="{m.color}" stroke-width="2.5"><title>{escape(m.tip)}</title></path>'
         )
-        parts.append(f'<a href="{escape(m.href)}">{cross}</a>')
+        parts.append(f'<a href="{escape(m.href)}">{cross}</a>' if m.href else cross)
     parts += _value_labels(chart, f)
     if chart.y_label:
         mid = (f.top + f.bottom) / 2

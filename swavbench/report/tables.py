@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from swavbench.report.charts import STATUS_LABELS, group_anchor, long_time, run_anchor, value
+from swavbench.report.charts import STATUS_LABELS, long_time, value
 
 LOG_TAIL_LINES = 40
 METRICS = (("loss", "loss at marker"), ("ips", "ips (img/s)"), ("max_mem", "max mem (GB)"))  # check name, header
@@ -33,7 +33,7 @@ def num_text(x: Any, digits: int = 2) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
 
-def _metric_cell(check: Optional[dict], measured: Any, status: str) -> str:
+def metric_cell(check: Optional[dict], measured: Any, status: str) -> str:
     """measured value, then baseline and diff from the verdict's check (red when the check failed)."""
     if check is None:
         shown = esc(measured) if value(measured) is not None else "—"
@@ -43,27 +43,6 @@ def _metric_cell(check: Optional[dict], measured: Any, status: str) -> str:
         f'<td class="num metric{fail}">{esc(check.get("measured")) or "—"}'
         f'<span class="b">baseline {esc(check.get("baseline")) or "—"}</span>'
         f'<span class="d">diff {esc(check.get("diff")) or "—"} (tol {esc(check.get("tolerance"))})</span></td>'
-    )
-
-
-def summary_table(latest: pd.DataFrame, checks: dict[str, dict[str, dict]]) -> str:
-    """One row per case+profile: verdict, links to the case and run, measured vs baseline with diffs."""
-    head = "".join(f"<th>{esc(title)}</th>" for _, title in METRICS)
-    rows = []
-    for _, r in latest.iterrows():
-        run_checks = checks.get(r["run_id"], {})
-        measured = {"loss": r["loss"], "ips": num_text(r["ips"]), "max_mem": r["max_mem"]}
-        cells = "".join(_metric_cell(run_checks.get(key), measured[key], r["status"]) for key, _ in METRICS)
-        rows.append(
-            f'<tr class="status-{esc(r["status"])}"><td>{badge(r["status"])}</td>'
-            f'<td><a href="#{group_anchor(r["case"], r["profile"])}">{esc(r["case"])}</a></td>'
-            f'<td>{esc(r["profile"])}</td><td class="nowrap"><a href="#{run_anchor(r["run_id"])}">'
-            f"{esc(long_time(r['started_utc']))}</a></td><td><code>{esc(r['commit'])}</code></td>{cells}"
-            f"<td>{esc(r['message'])}</td></tr>"
-        )
-    return (
-        '<table class="summary"><thead><tr><th>verdict</th><th>case</th><th>profile</th><th>run (UTC)</th>'
-        f"<th>commit</th>{head}<th>message</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
@@ -79,9 +58,10 @@ def env_table(r: pd.Series, rec: dict) -> str:
     threads_seed = " / ".join(esc(env.get(k)) or "—" for k in ("threads", "seed"))
     duration = num_text(r["duration_s"], 1)
     commit = f"<code>{esc(r['commit'])}</code>" if r["commit"] else ""
+    paddle_commit = f"<code>{esc(r.get('paddle_commit'))}</code>" if r.get("paddle_commit") else "unknown"
     items = [
         ("device", esc(r["device"])), ("world size", world), ("precision requested → effective", precision),
-        ("paddle version", esc(r["paddle_version"])), ("commit", commit),
+        ("paddle version", esc(r["paddle_version"])), ("paddle commit", paddle_commit), ("commit", commit),
         ("config", esc(r["config"])), ("threads / seed", threads_seed), ("host", esc(env.get("hostname"))),
         ("max mem source", esc(env.get("max_mem_source"))), ("duration", f"{duration} s" if duration else ""),
     ]  # fmt: skip
@@ -167,9 +147,11 @@ def failure_box(r: pd.Series, rec: dict, ranks: pd.DataFrame) -> str:
 
 
 def run_summary_line(r: pd.Series) -> str:
-    """The one-line head of a run section: verdict, time, commit, the three metrics, run id."""
+    """The one-line head of a run page: verdict, time, commits, the three metrics, run id."""
+    paddle = esc(r.get("paddle_commit")) or "unknown"
     return (
         f"{badge(r['status'])} <b>{esc(long_time(r['started_utc']))}</b> · commit <code>{esc(r['commit'])}</code>"
+        f" · paddle commit <code>{paddle}</code>"
         f" · ips {num_text(r['ips']) or '—'} · loss {esc(r['loss']) or '—'} · mem {esc(r['max_mem']) or '—'}"
         f" · <code>{esc(r['run_id'])}</code>"
     )

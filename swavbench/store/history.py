@@ -1,9 +1,16 @@
 """SQLite history of run records (`reports/runs/<run-id>/result.json`), queried as pandas DataFrames.
 
 One row per run in `runs` (keyed by run_id; re-importing the same record is a no-op, a changed record
-replaces the old one), plus `checks`, `ranks` and `steps`. Each run is written in one transaction, so a
-crash mid-write leaves earlier history intact. The database is a plain path or an SQLAlchemy-style URL
-(`sqlite:///relative.sqlite`, `sqlite:////abs/path.sqlite`); only sqlite is supported for now.
+replaces the old one), plus `checks`, `ranks` and `steps`. Each run is written in one transaction (an
+import commits every IMPORT_BATCH runs, each run in a savepoint of its own), so a crash mid-write leaves
+earlier history intact, and the runs of a lost batch are read again by the next import. The database is
+a plain path or an SQLAlchemy-style URL (`sqlite:///relative.sqlite`, `sqlite:////abs/path.sqlite`); only
+sqlite is supported for now.
+
+Import is recursive over several roots (run folders from many machines, rsynced or downloaded as CI
+artefacts into one tree) and incremental: `files` keeps each imported result.json's path, size and mtime,
+so a file seen before is skipped on a stat alone, and re-importing a year of runs reads only the new ones.
+Schema 2 (migrated from 1 in place) adds that table and the run's host and Paddle commit columns.
 """
 
 from __future__ import annotations
@@ -12,19 +19,22 @@ import fnmatch
 import hashlib
 import json
 import math
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import pandas as pd
 
 from swavbench.errors import EXIT_USAGE, SwavbenchError
 from swavbench.paths import DEFAULT_DB
 
-SCHEMA_VERSION = 1  # of the database; bump with a migration in _migrate
+SCHEMA_VERSION = 2  # of the database; bump with a migration in _migrate
 RECORD_SCHEMA_VERSION = 1  # newest result.json schema this module knows
+
+IMPORT_BATCH = 256  # runs per transaction during an import (one fsync per batch, not per run)
 
 STATUSES = ("pass", "regression", "failed", "no_baseline")
 
@@ -40,9 +50,12 @@ CREATE TABLE IF NOT EXISTS runs (
   device TEXT, world_size INTEGER, nnodes INTEGER, precision_requested TEXT, precision_effective TEXT,
   precision_note TEXT, failure_kind TEXT, failure_rank INTEGER, failure_message TEXT,
   record_schema_version INTEGER, source TEXT, digest TEXT NOT NULL, imported_utc TEXT NOT NULL,
-  record_json TEXT NOT NULL
+  record_json TEXT NOT NULL, host TEXT, paddle_commit TEXT, ips_steady REAL
 );
 CREATE INDEX IF NOT EXISTS runs_by_case ON runs (case_id, profile, started_utc);
+CREATE TABLE IF NOT EXISTS files (
+  path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, run_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS checks (
   run_id TEXT NOT NULL, idx INTEGER NOT NULL, metric TEXT, baseline TEXT, measured TEXT, diff TEXT,
   tolerance TEXT, verdict TEXT, PRIMARY KEY (run_id, idx)
@@ -63,7 +76,19 @@ _RUN_COLUMNS = """run_id, case_id AS "case", config, profile, device_profile, st
   loss_value, ips, max_mem, max_mem_value, baseline_loss, baseline_loss_value, baseline_ips,
   baseline_max_mem, baseline_max_mem_value, ips_tol_pct, baseline_run_id, baseline_path, device,
   world_size, nnodes, precision_requested, precision_effective, precision_note, failure_kind,
-  failure_rank, failure_message, record_schema_version, source"""
+  failure_rank, failure_message, record_schema_version, source, host, paddle_commit, ips_steady"""
+
+# Schema 1 -> 2: the columns added to `runs`, filled from the stored record (`files` is created by _SCHEMA).
+_MIGRATE_1_TO_2 = """
+ALTER TABLE runs ADD COLUMN host TEXT;
+ALTER TABLE runs ADD COLUMN paddle_commit TEXT;
+ALTER TABLE runs ADD COLUMN ips_steady REAL;
+UPDATE runs SET host = json_extract(record_json, '$.environment.hostname'),
+  paddle_commit = coalesce(json_extract(record_json, '$.paddle_commit'),
+                           json_extract(record_json, '$.environment.paddle_commit')),
+  ips_steady = coalesce(json_extract(record_json, '$.ips_steady.rate'),
+                        json_extract(record_json, '$.ips_steady.median'));
+"""
 
 
 class RecordError(SwavbenchError):
@@ -80,6 +105,8 @@ class ImportSummary:
     unchanged: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     warnings: list[str] = field(default_factory=list)
+
+    seen_by_stat: int = 0  # of `unchanged`: skipped on (size, mtime) without reading the file
 
     def line(self) -> str:
         """One line for people: counts of imported / unchanged / skipped records."""
@@ -154,6 +181,7 @@ def _run_row(rec: dict, source: str, digest: str, imported_utc: str) -> dict:
     base = _dict(rec.get("baseline"))
     bmetrics, btol, bprov = _dict(base.get("metrics")), _dict(base.get("tolerances")), _dict(base.get("provenance"))
     light = {k: v for k, v in rec.items() if k not in ("steps", "log_lines")}
+    steady = _dict(rec.get("ips_steady"))
     # fmt: off
     return {
         "run_id": rec["run_id"], "case_id": str(rec["case"]), "config": _text(rec.get("config")),
@@ -178,6 +206,9 @@ def _run_row(rec: dict, source: str, digest: str, imported_utc: str) -> dict:
         "failure_message": _text(failure.get("message")), "record_schema_version": _int(rec.get("schema_version")),
         "source": source, "digest": digest, "imported_utc": imported_utc,
         "record_json": json.dumps(light, sort_keys=True, default=str),
+        "host": _text(env.get("hostname") or rec.get("host")),
+        "paddle_commit": _text(rec.get("paddle_commit") or env.get("paddle_commit")),
+        "ips_steady": _num(steady.get("rate", steady.get("median"))),
     }
     # fmt: on
 
@@ -207,9 +238,10 @@ class History:
         try:
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self.conn.executescript(_SCHEMA)
+            self._migrate()
+            self.conn.execute("CREATE INDEX IF NOT EXISTS runs_by_host ON runs (case_id, profile, host, started_utc)")
         except sqlite3.DatabaseError as err:
             raise SwavbenchError(f"history database {self.path}: {err}") from err
-        self._migrate()
 
     def __enter__(self) -> History:
         return self
@@ -235,6 +267,10 @@ class History:
                 f"history database {self.path} has schema {row[0]}, newer than this swavbench "
                 f"({SCHEMA_VERSION}); upgrade swavbench"
             )
+        elif int(row[0]) == 1:
+            self.conn.executescript(
+                f"BEGIN IMMEDIATE;{_MIGRATE_1_TO_2}UPDATE meta SET value='2' WHERE key='schema_version';COMMIT;"
+            )
 
     # -- writing ---------------------------------------------------------------------------------
     def add_record(self, record: Any, source: str = "", fallback_run_id: Optional[str] = None) -> str:
@@ -244,7 +280,8 @@ class History:
         old = self.conn.execute("SELECT digest FROM runs WHERE run_id=?", (rec["run_id"],)).fetchone()
         if old and old[0] == digest:
             return "unchanged"
-        self.conn.execute("BEGIN IMMEDIATE")
+        nested = self.conn.in_transaction  # inside an import batch: a savepoint, so one bad record rolls back alone
+        self.conn.execute("SAVEPOINT one_record" if nested else "BEGIN IMMEDIATE")
         try:
             for table in ("runs", "checks", "ranks", "steps"):
                 self.conn.execute(f"DELETE FROM {table} WHERE run_id=?", (rec["run_id"],))
@@ -253,16 +290,28 @@ class History:
             self.conn.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
             _insert_children(self.conn, rec)
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("ROLLBACK TO one_record" if nested else "ROLLBACK")
+            if nested:
+                self.conn.execute("RELEASE one_record")
             raise
-        self.conn.execute("COMMIT")
+        self.conn.execute("RELEASE one_record" if nested else "COMMIT")
         return "imported"
 
     def import_file(self, path: Union[str, Path], summary: ImportSummary) -> None:
-        """Import one result.json into `summary`; a corrupt file is recorded there, not raised."""
-        path = Path(path)
+        """Import one result.json into `summary`; a corrupt file is recorded there, not raised.
+
+        A file imported before with the same size and mtime is counted unchanged without being read. The
+        path is stored absolute (`runs.source`), so the report finds the run's logs from any folder.
+        """
+        path = Path(os.path.abspath(path))
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            stat = path.stat()
+            known = self.conn.execute("SELECT size, mtime_ns, run_id FROM files WHERE path=?", (str(path),)).fetchone()
+            if known and known[:2] == (stat.st_size, stat.st_mtime_ns):
+                summary.unchanged.append(known[2])
+                summary.seen_by_stat += 1
+                return
+            record = read_record(path)
             if isinstance(record, dict) and (_int(record.get("schema_version")) or 1) > RECORD_SCHEMA_VERSION:
                 summary.warnings.append(
                     f"{path}: schema_version {record['schema_version']} is newer; "
@@ -273,16 +322,28 @@ class History:
             summary.failed.append((str(path), str(err).splitlines()[0] if str(err) else type(err).__name__))
             return
         run_id = str(record.get("run_id") or path.parent.name)
+        self.conn.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", (str(path), stat.st_size, stat.st_mtime_ns, run_id)
+        )
         (summary.imported if outcome == "imported" else summary.unchanged).append(run_id)
 
-    def import_runs(self, runs_dir: Union[str, Path]) -> ImportSummary:
-        """Import every `<runs_dir>/*/result.json` (sorted); see ImportSummary."""
+    def import_runs(self, *roots: Union[str, Path]) -> ImportSummary:
+        """Import every result.json under each root, at any depth (sorted per root); see ImportSummary."""
         summary = ImportSummary()
-        root = Path(runs_dir)
-        if not root.is_dir():
-            raise SwavbenchError(f"runs folder {root} does not exist")
-        for path in sorted(root.glob("*/result.json")):
-            self.import_file(path, summary)
+        paths = [Path(r) for r in roots]
+        missing = [str(p) for p in paths if not p.is_dir()]
+        if not paths or missing:
+            raise SwavbenchError(f"runs folder {', '.join(missing) or '(none given)'} does not exist")
+        records = find_records(paths)
+        for start in range(0, len(records), IMPORT_BATCH):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for path in records[start : start + IMPORT_BATCH]:
+                    self.import_file(path, summary)
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
         return summary
 
     # -- reading ---------------------------------------------------------------------------------
@@ -329,6 +390,10 @@ class History:
         frame["log_tail"] = frame["log_tail"].map(lambda text: json.loads(text) if text else [])
         return frame
 
+    def digests(self) -> dict[str, str]:
+        """run_id -> digest of its stored record (changes whenever the record does)."""
+        return dict(self.conn.execute("SELECT run_id, digest FROM runs").fetchall())
+
     def record(self, run_id: str) -> Optional[dict]:
         """The stored record of a run (everything but steps/log_lines, unknown fields included)."""
         row = self.conn.execute("SELECT record_json FROM runs WHERE run_id=?", (run_id,)).fetchone()
@@ -367,23 +432,54 @@ def _insert_children(conn: sqlite3.Connection, rec: dict) -> None:
     _insert_steps(conn, rid, rec.get("steps") or [])
 
 
+def _fnum(value: Any) -> Optional[float]:
+    """_num with a fast path for the plain floats and ints step records hold."""
+    if type(value) is float or type(value) is int:
+        return value if math.isfinite(value) else None
+    return _num(value)
+
+
+def _fint(value: Any) -> Optional[int]:
+    """_int with a fast path for plain ints."""
+    return value if type(value) is int else _int(value)
+
+
 def _insert_steps(conn: sqlite3.Connection, run_id: str, steps: list) -> None:
+    n, i = _fnum, _fint
     rows = [
-        (
-            run_id,
-            _int(s.get("rank")) or 0,
-            _int(s.get("step")),
-            _int(s.get("epoch")),
-            _int(s.get("iter")),
-            _num(s.get("loss")),
-            _num(s.get("lr")),
-            _num(s.get("batch_cost")),
-            _num(s.get("reader_cost")),
-        )
+        (run_id, i(s.get("rank")) or 0, i(s.get("step")), i(s.get("epoch")), i(s.get("iter")), n(s.get("loss")),
+         n(s.get("lr")), n(s.get("batch_cost")), n(s.get("reader_cost")))
         for s in steps
         if isinstance(s, dict)
-    ]
+    ]  # fmt: skip
     conn.executemany("INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?)", rows)
+
+
+def read_record(path: Path) -> Any:
+    """The decoded JSON of one result.json (the history-import boundary: one record in, one object out)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _walk_records(root: Path) -> Iterator[Path]:
+    """result.json files under `root`, sorted; a folder holding one is a run and is not searched further."""
+    for folder, dirs, files in os.walk(root):
+        if "result.json" in files:
+            dirs[:] = []  # a run folder's log/ and attempts/ hold no other runs
+            yield Path(folder) / "result.json"
+        else:
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+
+
+def find_records(roots: Iterable[Path]) -> list[Path]:
+    """Every run record under the roots (recursive), each root's sorted, a file reached twice listed once."""
+    out, seen = [], set()
+    for root in roots:
+        for path in sorted(_walk_records(Path(root))):
+            key = os.path.realpath(path)
+            if key not in seen:
+                seen.add(key)
+                out.append(path)
+    return out
 
 
 def case_matches(case: str, pattern: str) -> bool:
@@ -394,6 +490,6 @@ def case_matches(case: str, pattern: str) -> bool:
 
 
 def import_runs(runs_dir: Union[str, Path], db: Union[str, Path] = DEFAULT_DB) -> ImportSummary:
-    """Import `<runs_dir>/*/result.json` into the history database `db`."""
+    """Import every result.json under `runs_dir` into the history database `db`."""
     with History(db) as history:
         return history.import_runs(runs_dir)
