@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from swavbench.errors import EXIT_OK, EXIT_USAGE
-from swavbench.paths import DEFAULT_DB
+from swavbench.paths import home
 
 if TYPE_CHECKING:  # pandas and the history store load only when a history command runs
     from swavbench.store.history import ImportSummary
@@ -17,9 +17,10 @@ LIST_COLUMNS = ["started_utc", "case", "profile", "status", "ips", "loss", "max_
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
     """`--db URL`: shared by history and report."""
+    default = str(home().history_db)  # the project home's (see swavbench.paths)
     parser.add_argument(
-        "--db", default=DEFAULT_DB, metavar="URL",
-        help=f"history database: a path or sqlite:///path (default {DEFAULT_DB})",
+        "--db", default=default, metavar="URL",
+        help=f"history database: a path or sqlite:///path (default {default})",
     )  # fmt: skip
 
 
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("history", help="store run records in the SQLite history and list them")
     sub = parser.add_subparsers(dest="history_command", metavar="ACTION")
     sub.required = True
-    imp = sub.add_parser("import", help="import reports/runs/*/result.json (idempotent)")
+    imp = sub.add_parser("import", help="import <home>/reports/runs/*/result.json (idempotent)")
     imp.add_argument("runs_dir", metavar="DIR", help="folder holding <run-id>/result.json")
     add_db_option(imp)
     imp.set_defaults(func=run)

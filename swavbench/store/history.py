@@ -21,7 +21,7 @@ from typing import Any, Optional, Union
 import pandas as pd
 
 from swavbench.errors import EXIT_USAGE, SwavbenchError
-from swavbench.paths import DEFAULT_DB
+from swavbench.paths import home
 
 SCHEMA_VERSION = 1  # of the database; bump with a migration in _migrate
 RECORD_SCHEMA_VERSION = 1  # newest result.json schema this module knows
@@ -200,8 +200,8 @@ def validate_record(rec: Any, fallback_run_id: Optional[str] = None) -> dict:
 class History:
     """An open history database; use as a context manager or call close()."""
 
-    def __init__(self, db: Union[str, Path] = DEFAULT_DB) -> None:
-        self.path = resolve_db(db)
+    def __init__(self, db: Union[str, Path, None] = None) -> None:
+        self.path = resolve_db(home().history_db if db is None else db)  # default: <project home>/reports/
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -393,7 +393,7 @@ def case_matches(case: str, pattern: str) -> bool:
     return pattern in case
 
 
-def import_runs(runs_dir: Union[str, Path], db: Union[str, Path] = DEFAULT_DB) -> ImportSummary:
+def import_runs(runs_dir: Union[str, Path], db: Union[str, Path, None] = None) -> ImportSummary:
     """Import `<runs_dir>/*/result.json` into the history database `db`."""
     with History(db) as history:
         return history.import_runs(runs_dir)
