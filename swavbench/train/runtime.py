@@ -33,8 +33,11 @@ class Runtime:
     def header(self) -> dict:
         data = asdict(self)
         data["paddle_version"] = paddle.__version__
-        from swavbench.machine import cpu_identity, machine_profile
+        from swavbench.machine import build_record, cpu_identity, machine_profile
+        from swavbench.paths import project_home
 
+        data.update(build_record(paddle))  # paddle commit, CUDA, cuDNN, GPU driver, host name
+        data["home"] = str(project_home())  # the project home the harness runs in ($SWAVBENCH_HOME)
         data["cpu"] = cpu_identity()  # model, vendor, instruction-set level: what the CPU kernels dispatch to
         data["machine_profile"] = machine_profile(self.threads, "cpu" if self.device == "cpu" else None)
         data["started_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
