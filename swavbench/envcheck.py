@@ -26,6 +26,8 @@ GPU_INSTALL = ("pip install paddlepaddle-gpu from Paddle's index, then pip insta
                "(README, GPU)")
 # Commands that do not need paddle: they read logs, baselines, run records or the history, or list cases.
 NO_PADDLE_COMMANDS = frozenset({"parse", "compare", "report", "history", "cases", "data", "env"})
+# Commands that use the history / report (pandas: the `report` extra); a training rank never does.
+PANDAS_COMMANDS = frozenset({"report", "history", "demo"})
 
 
 def installed_paddle_dists() -> dict[str, str]:
@@ -104,6 +106,9 @@ def requested_device(args: argparse.Namespace) -> Optional[str]:
 def check_command(args: argparse.Namespace) -> None:
     """The start-up checks for a parsed CLI command (none for commands that do not need paddle)."""
     command = getattr(args, "command", None)
+    if command in PANDAS_COMMANDS and importlib.util.find_spec("pandas") is None:
+        raise EnvironmentProblem(f"pandas is not installed (swavbench {command} keeps the run history with it): "
+                                 "pip install 'swavbench[report]'")
     if command in NO_PADDLE_COMMANDS:
         return
     if command == "update-baseline" and getattr(args, "from_dirs", None):
