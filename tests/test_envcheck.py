@@ -138,8 +138,10 @@ def test_paddle_missing_is_one_line_exit_6_naming_the_install_command(tmp_path):
     # commands that do not need paddle keep working without it
     assert cli("cases", "--profile", "cpu", env=env, python=(sys.executable, "-S"), cwd=tmp_path).returncode == 0
     log = REPO / "tests" / "fixtures" / "logs" / "clean"
-    parsed = cli("parse", str(log), env=env, python=(sys.executable, "-S"), cwd=tmp_path)
-    assert parsed.returncode == 0, parsed.stderr
+    for argv in (("parse", str(log)), ("compare", str(log), "--baseline", f"baselines/passl-a100/{CASE}.json"),
+                 ("history", "list"), ("report", "--out", str(tmp_path / "r.html"))):
+        done = cli(*argv, env=env, python=(sys.executable, "-S"), cwd=tmp_path)
+        assert done.returncode == 0 and "paddle" not in done.stderr, (argv, done.stderr)
 
 
 def test_both_paddle_builds_installed_is_one_line_exit_6(tmp_path):
@@ -178,3 +180,18 @@ def test_explicit_cpu_profile_still_runs_a_case_on_a_gpu_node(tmp_path):
     proc = cli("run", CASE, "--profile", "cpu", "--data-root", str(data), env=env, cwd=tmp_path)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "NO_BASELINE" in proc.stdout and "cpu-" in proc.stdout
+
+
+def test_the_plugin_ends_the_session_with_exit_6_on_a_gpu_node_with_a_cpu_build(pytester, tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    pytester.makepyfile(test_nightly="""
+        def test_case(swavbench):
+            assert swavbench.device_profile == "cpu"  # reached only past the start-up checks
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
+    assert result.ret == EXIT_ENVIRONMENT
+    result.stdout.fnmatch_lines(["*swavbench: error: an NVIDIA GPU is visible (nvidia-smi*CPU build*"])
+    result.assert_outcomes(errors=0, passed=0, failed=0)
+    explicit = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--swavbench-profile", "cpu", timeout=300)
+    explicit.assert_outcomes(passed=1)  # --swavbench-profile cpu: on the CPU on purpose
