@@ -161,10 +161,17 @@ def case_params(extra: Iterable[Union[str, Case, dict]] = ()) -> list:
     """One pytest.param per case id for `parametrize("case_id", case_params())`: the built-in cases, the project
     home's swavbench.toml, and `extra` (ids, or mappings / Case objects, registered here). Marked
     swavbench_slow, plus swavbench_multinode for a multi-node topology."""
-    chosen = list(usercases.all_cases())
-    for item in extra:
-        case = cases.resolve_case(item) if isinstance(item, str) else usercases.register(item)[0]
-        chosen += [] if case in chosen else [case]
+    chosen: list[Case] = []
+    try:
+        chosen = list(usercases.all_cases())
+        for item in extra:
+            case = cases.resolve_case(item) if isinstance(item, str) else usercases.register(item)[0]
+            chosen += [] if case in chosen else [case]
+        problem = ""
+    except SwavbenchError as err:  # a broken swavbench.toml: its one line, no traceback
+        problem = f"swavbench: error: {err}"
+    if problem:
+        pytest.fail(problem, pytrace=False)
     return [pytest.param(c.id, id=c.id, marks=[pytest.mark.swavbench_slow]
                          + ([pytest.mark.swavbench_multinode] if c.multinode else [])) for c in chosen]
 

@@ -171,3 +171,24 @@ def test_another_repository_runs_its_own_case_with_a_short_test_file(pytester: p
     result.stdout.fnmatch_lines([f"swavbench: profile cpu, home {home}, baselines {home / 'baselines'}"])
     assert {p.name for p in home.glob("baselines/cpu-*/*.json")} == {"tiny_pt_1n2c.json", "listed_pt_1n4c.json"}
     assert len(list(home.glob("reports/runs/*tiny_pt_1n2c*/result.json"))) == 2  # recorded, then judged
+
+
+def test_case_params_marks_every_case_and_a_broken_swavbench_toml_is_one_line(pytester: pytest.Pytester):
+    pytester.path.joinpath("swavbench.toml").write_text(TINY)
+    pytester.makepyfile(test_params="""
+        import pytest
+        from swavbench.plugin import case_params
+
+        @pytest.mark.parametrize("case_id", case_params())
+        def test_case(case_id):
+            pass
+    """)
+    multinode = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-m", "swavbench_multinode")
+    multinode.assert_outcomes(passed=1, deselected=4)  # swav_pt_4n32c_fp16o1 only
+    slow = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-m", "swavbench_slow", "-v")
+    slow.assert_outcomes(passed=5)
+    slow.stdout.fnmatch_lines(["*test_case?tiny_pt_1n2c? PASSED*"])
+    pytester.path.joinpath("swavbench.toml").write_text(TINY.replace("base =", "bse ="))
+    broken = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert broken.ret == pytest.ExitCode.INTERRUPTED and "Traceback" not in broken.stdout.str()
+    broken.stdout.fnmatch_lines(["swavbench: error: *swavbench.toml: case[[]0[]] (tiny_pt_1n2c): bse: unknown field*"])
