@@ -7,7 +7,7 @@
    sees no device), unless the CPU was asked for (`--profile cpu`, `Global.device=cpu`).
 
 Light module: checks 1 and 2 read package metadata only; check 3 imports paddle only where an NVIDIA GPU is
-visible (swavbench.machine.probe_gpu). Commands that never touch paddle (parse, compare, report, history,
+visible (swavbench.machine.probe_gpu; a training rank makes it in setup_runtime, once its thread count is set). Commands that never touch paddle (parse, compare, report, history,
 cases, data) skip them all.
 """
 
@@ -64,13 +64,14 @@ def paddle_problem(dists: Mapping[str, str], importable: bool) -> Optional[str]:
     return None
 
 
-def check_environment(device: Optional[str] = None) -> None:
+def check_environment(device: Optional[str] = None, gpu: bool = True) -> None:
     """Raise EnvironmentProblem (exit 6) unless one Paddle build is installed and, when `device` is not
-    "cpu", a visible NVIDIA GPU is usable by it. device: "cpu" / "gpu" as asked for, None for automatic."""
+    "cpu", a visible NVIDIA GPU is usable by it. device: "cpu" / "gpu" as asked for, None for automatic.
+    gpu=False leaves the GPU probe (which imports paddle) to the caller."""
     problem = paddle_problem(installed_paddle_dists(), paddle_importable())
     if problem:
         raise EnvironmentProblem(problem)
-    if device != "cpu":
+    if gpu and device != "cpu":
         from swavbench.machine import probe_gpu
 
         problem = probe_gpu().problem()
@@ -113,4 +114,5 @@ def check_command(args: argparse.Namespace) -> None:
         return
     if command == "update-baseline" and getattr(args, "from_dirs", None):
         return  # records from kept runs: reads their records only
-    check_environment(requested_device(args))
+    # a training rank imports paddle only after its thread count is fixed: it probes the GPU in setup_runtime
+    check_environment(requested_device(args), gpu=command != "train")

@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 import paddle
 
-from swavbench.errors import ConfigError
+from swavbench.errors import ConfigError, EnvironmentProblem
 
 
 @dataclass
@@ -86,6 +86,11 @@ def setup_runtime(config: dict) -> Runtime:
     requested = str(glob.get("device", "gpu")).lower()
     if requested == "gpu":
         if not paddle.is_compiled_with_cuda() or paddle.device.cuda.device_count() == 0:
+            from swavbench.machine import probe_gpu
+
+            problem = probe_gpu().problem()  # a visible NVIDIA GPU that this paddle cannot use: exit 6
+            if problem:
+                raise EnvironmentProblem(problem)
             raise ConfigError(
                 "Global.device=gpu but this paddle has no usable GPU: add --profile cpu "
                 "(or -o Global.device=cpu), or install paddlepaddle-gpu"
