@@ -7,8 +7,8 @@
    sees no device), unless the CPU was asked for (`--profile cpu`, `Global.device=cpu`).
 
 Light module: checks 1 and 2 read package metadata only; check 3 imports paddle only where an NVIDIA GPU is
-visible (swavbench.machine.probe_gpu; a training rank makes it in setup_runtime, once its thread count is set). Commands that never touch paddle (parse, compare, report, history,
-cases, data) skip them all.
+visible (swavbench.machine.probe_gpu; a training rank makes it in setup_runtime, once its thread count is
+set). Commands that never touch paddle (parse, compare, report, history, cases, data) skip them all.
 """
 
 from __future__ import annotations

@@ -151,9 +151,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("swavbench_gpu") is not None:
-        from swavbench.harness.baselines import detect_gpu
+        from swavbench.machine import probe_gpu
 
-        if not detect_gpu():
+        probe = probe_gpu()
+        if probe.problem():  # a GPU node whose paddle cannot use its GPU: a failure, never a quiet skip
+            pytest.fail(f"swavbench: error: {probe.problem()}", pytrace=False)
+        if not probe.usable:
             pytest.skip("needs a CUDA GPU: paddle sees none here")
 
 
