@@ -182,7 +182,7 @@ def test_explicit_cpu_profile_still_runs_a_case_on_a_gpu_node(tmp_path):
     assert "NO_BASELINE" in proc.stdout and "cpu-" in proc.stdout
 
 
-def test_the_plugin_ends_the_session_with_exit_6_on_a_gpu_node_with_a_cpu_build(pytester, tmp_path, monkeypatch):
+def test_the_plugin_refuses_a_gpu_node_with_a_cpu_build(pytester, tmp_path, monkeypatch):
     fake_nvidia_smi(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     pytester.makepyfile(test_nightly="""
@@ -195,3 +195,13 @@ def test_the_plugin_ends_the_session_with_exit_6_on_a_gpu_node_with_a_cpu_build(
     result.assert_outcomes(errors=0, passed=0, failed=0)
     explicit = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--swavbench-profile", "cpu", timeout=300)
     explicit.assert_outcomes(passed=1)  # --swavbench-profile cpu: on the CPU on purpose
+    pytester.makepyfile(test_nightly="""
+        import pytest
+
+        @pytest.mark.swavbench_gpu
+        def test_on_the_gpu():
+            pass
+    """)
+    gpu = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
+    gpu.assert_outcomes(errors=1)  # not skipped as "no GPU here": this node has one paddle cannot use
+    gpu.stdout.fnmatch_lines(["*swavbench: error: an NVIDIA GPU is visible*CPU build*"])
