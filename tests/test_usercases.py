@@ -125,6 +125,8 @@ def test_cases_from_python_register_once(home):
     with pytest.raises(ConfigError, match="registered before with other fields"):
         usercases.register({**spec, "cpu": {"devices_per_node": 4}})
     assert cases.resolve_case("py_pt_1n2c") == case
+    assert usercases.register(cases.CASES[0]) == [cases.CASES[0]]  # a built-in as a Case: known, not added twice
+    assert [c.id for c in cases.all_cases()].count(cases.CASES[0].id) == 1
 
 
 def test_swavbench_cases_lists_the_homes_own_cases(tmp_path):

@@ -297,7 +297,8 @@ def register(*specs: CaseLike) -> list[Case]:
         taken = known.get(case.id)
         if taken is not None and taken != case:
             raise ConfigError(f"<python>: case[{n}] ({case.id}): id: the id {case.id!r} is taken by another case")
-        _registered[case.id] = case
+        if taken is None:  # a built-in or home case given as a Case object is already known
+            _registered[case.id] = case
         out.append(case)
     return out
 
