@@ -1,5 +1,6 @@
 # The README's two commands: `make demo` (set up + run the main job) and `make test` (set up + tests).
-# Each one does the whole set-up on a fresh machine: a virtualenv in .venv, install, then run.
+# Each one does the whole set-up on a fresh machine: a virtualenv in .venv, install (the CPU build of Paddle through
+# the `cpu` extra; a GPU node installs paddlepaddle-gpu instead, see README "GPU"), then run.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -12,7 +13,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[cpu,dev]'
 	touch $@
 
 # Main job: synthetic data, then the 1n8c pre-train config with the CPU profile as 8 gloo ranks through
@@ -22,7 +23,7 @@ demo: setup
 
 test: setup
 	bash scripts/ensure_chromium.sh
-	$(PY) -m pytest -m "not gpu" --swavbench-session-baselines
+	$(PY) -m pytest -m "not swavbench_gpu" --swavbench-session-baselines
 
 lint: setup
 	$(VENV)/bin/ruff check swavbench tests cases benchmarks conftest.py

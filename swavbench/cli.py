@@ -10,12 +10,14 @@ shell reports it), not a BrokenPipeError traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
 
-from swavbench import __version__
+from swavbench import __version__, paths
 from swavbench.errors import EXIT_USAGE, SwavbenchError
 
 EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell shows for `cmd | head` when head stops reading
@@ -35,7 +37,10 @@ COMMAND_MODULES = [
     "swavbench.commands.determinism",
     "swavbench.commands.history",
     "swavbench.commands.report",
+    "swavbench.commands.env",
 ]
+HOME_HELP = ("project home holding baselines/, reports/, data/cache/ and swavbench.toml (default: $SWAVBENCH_HOME, "
+             "else the nearest folder up from here holding swavbench.toml or baselines/, else the current one)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,14 +50,29 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _add_home_option(parser: argparse.ArgumentParser, top: bool) -> None:
+    """`--home DIR` before or after the subcommand (a subcommand's copy never hides the top-level value)."""
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--home", type=Path, default=default, metavar="DIR", help=HOME_HELP)
+    for action in parser._actions:  # argparse keeps subcommands as one _SubParsersAction
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _add_home_option(child, top=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser with every registered subcommand."""
+    """The full parser with every registered subcommand (defaults in the current project home)."""
     parser = _Parser(prog="swavbench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _add_home_option(child, top=False)
+    parser.add_argument("--home", type=Path, default=None, metavar="DIR", help=HOME_HELP)
     return parser
 
 
@@ -71,11 +91,43 @@ def _closed_pipe() -> int:
     return EXIT_CLOSED_PIPE
 
 
+def home_argument(argv: Sequence[str]) -> Optional[Path]:
+    """The `--home DIR` of a command line, wherever it stands (read before the parser sets its defaults)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--home", type=Path, default=None)
+    known, _ = pre.parse_known_args(list(argv))
+    return known.home
+
+
+@contextlib.contextmanager
+def pinned_home(chosen: Optional[Path]) -> Iterator[Path]:
+    """Pin the project home for this command, and pass it to the processes it starts ($SWAVBENCH_HOME)."""
+    home = paths.project_home(chosen)
+    previous_pin, previous_env = paths.use_home(home), os.environ.get(paths.HOME_ENV)
+    os.environ[paths.HOME_ENV] = str(home)
+    try:
+        yield home
+    finally:
+        paths.use_home(previous_pin)
+        if previous_env is None:
+            os.environ.pop(paths.HOME_ENV, None)
+        else:
+            os.environ[paths.HOME_ENV] = previous_env
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the `swavbench` console script."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with pinned_home(home_argument(argv)):
+        return _run(build_parser(), argv)
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
+    from swavbench.envcheck import check_command
+
     try:
         args = parser.parse_args(argv)
+        check_command(args)  # paddle installed once, and usable by the GPU this host shows (exit 6)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
         return code

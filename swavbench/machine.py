@@ -9,7 +9,8 @@ Its speed depends on the model and the threads per rank. So the key is
     gpu-<model>-x<count>                      e.g. gpu-a100-sxm4-40gb-x8
 
 The paddle version is not in the key: a baseline records it and a mismatch is reported (baselines.py).
-Light module: importing it loads nothing heavy; only `detect_gpu` imports paddle, and only on a GPU host.
+Light module: importing it loads nothing heavy; only `probe_gpu` imports paddle, and only on a host where an
+NVIDIA GPU is visible. `auto_device` never falls back to the cpu profile on such a host by itself.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -103,24 +105,143 @@ def cpu_identity(cpuinfo: Optional[str] = None) -> dict:
     return {"model": model, "vendor": cpu_vendor(text), "isa": isa_level(cpu_flags(text))}
 
 
+def nvidia_evidence(dev: Path = Path("/dev")) -> Optional[str]:
+    """What shows an NVIDIA GPU on this host (no paddle import): a device node (Linux; /dev/dxg on WSL2) or
+    nvidia-smi on PATH, named for messages; None when nothing does."""
+    nodes = sorted(dev.glob("nvidia[0-9]*"))
+    if nodes:
+        return str(nodes[0])
+    if (dev / "dxg").exists():
+        return f"{dev / 'dxg'} (WSL2)"
+    smi = shutil.which("nvidia-smi")
+    return f"nvidia-smi ({smi})" if smi else None
+
+
 def nvidia_visible() -> bool:
     """A device node (Linux, WSL2) or nvidia-smi: an NVIDIA GPU may be present (no paddle import)."""
-    return bool(any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/dxg").exists() or shutil.which("nvidia-smi"))
+    return nvidia_evidence() is not None
+
+
+@dataclass(frozen=True)
+class GpuProbe:
+    """What this host shows and what the installed paddle can use of it."""
+
+    evidence: Optional[str]  # nvidia_evidence()
+    cuda_build: Optional[bool] = None  # paddle.is_compiled_with_cuda(); None when not probed / no paddle
+    count: int = 0
+    name: str = ""
+    error: str = ""  # why the probe failed (paddle missing, import error, CUDA runtime error)
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.cuda_build) and self.count > 0
+
+    def problem(self) -> Optional[str]:
+        """One line saying why a visible NVIDIA GPU cannot be used, and what to do; None when usable or absent."""
+        if self.evidence is None or self.usable:
+            return None
+        cpu_anyway = "or pass --profile cpu to run on the CPU on purpose"
+        if self.error:
+            return f"an NVIDIA GPU is visible ({self.evidence}) but paddle cannot use it: {self.error}; {cpu_anyway}"
+        if self.cuda_build is False:
+            return (f"an NVIDIA GPU is visible ({self.evidence}) but the installed paddle is a CPU build: "
+                    f"pip uninstall -y paddlepaddle, then install the GPU build (README, GPU: pip install "
+                    f"paddlepaddle-gpu from Paddle's index, then pip install 'swavbench[gpu]'), {cpu_anyway}")
+        return (f"an NVIDIA GPU is visible ({self.evidence}) but paddle (built with CUDA) sees no device: check "
+                f"the driver (nvidia-smi) and CUDA_VISIBLE_DEVICES, {cpu_anyway}")
+
+
+def probe_gpu() -> GpuProbe:
+    """The GPU this paddle can use. Imports paddle only when an NVIDIA GPU is visible (CPU hosts never do)."""
+    evidence = nvidia_evidence()
+    if evidence is None:
+        return GpuProbe(None)
+    try:
+        import paddle
+    except Exception as err:  # noqa: BLE001 - ImportError, or a broken install's own error
+        return GpuProbe(evidence, error=f"import paddle failed ({type(err).__name__}: {err})")
+    try:
+        if not paddle.is_compiled_with_cuda():
+            return GpuProbe(evidence, cuda_build=False)
+        count = int(paddle.device.cuda.device_count())
+        return GpuProbe(evidence, True, count, paddle.device.cuda.get_device_name(0) if count > 0 else "")
+    except Exception as err:  # noqa: BLE001 - a CUDA runtime / driver failure is reported, not hidden
+        return GpuProbe(evidence, cuda_build=True, error=f"{type(err).__name__}: {err}")
 
 
 def detect_gpu() -> Optional[tuple[str, int]]:
     """(device name, count) when paddle is built with CUDA and a device exists; None otherwise."""
-    if not nvidia_visible():  # CPU-only hosts never import paddle here
-        return None
-    try:
-        import paddle
+    probe = probe_gpu()
+    return (probe.name, probe.count) if probe.usable else None
 
-        if not paddle.is_compiled_with_cuda():
-            return None
-        count = paddle.device.cuda.device_count()
-        return (paddle.device.cuda.get_device_name(0), count) if count > 0 else None
-    except Exception:  # noqa: BLE001 - any probe failure means "no usable GPU"
+
+def auto_device() -> str:
+    """The device profile when none was asked for: gpu when paddle can use a GPU here, else cpu.
+
+    Never cpu by itself on a GPU node: a visible NVIDIA GPU that paddle cannot use is an EnvironmentProblem
+    (exit 6) that says why; `--profile cpu` runs on the CPU on purpose.
+    """
+    if detect_gpu():
+        return "gpu"
+    problem = probe_gpu().problem()
+    if problem:
+        from swavbench.errors import EnvironmentProblem
+
+        raise EnvironmentProblem(problem)
+    return "cpu"
+
+
+def gpu_driver_version(proc: Path = Path("/proc/driver/nvidia/version")) -> Optional[str]:
+    """The NVIDIA kernel driver version ('535.129.03'): /proc/driver/nvidia/version, else nvidia-smi; None."""
+    try:
+        m = re.search(r"Kernel Module\s+(?:for \S+\s+)?([0-9][0-9.]+)", proc.read_text(errors="replace"))
+        if m:
+            return m.group(1)
+    except OSError:
+        pass
+    smi = shutil.which("nvidia-smi")
+    if not smi:
         return None
+    import subprocess
+
+    try:
+        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=15, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
+    return lines[0].strip() if lines and lines[0].strip() else None
+
+
+def _version_call(version_module: object, name: str) -> Optional[str]:
+    """paddle.version.cuda() / cudnn(): the string, or None on a CPU build (which answers 'False')."""
+    fn = getattr(version_module, name, None)
+    try:
+        value = fn() if callable(fn) else fn
+    except Exception:  # noqa: BLE001 - an old or odd build: the field is unknown, not fatal
+        return None
+    value = str(value).strip() if value is not None else ""
+    return value if value and value not in ("False", "0", "None") else None
+
+
+def paddle_build(paddle: object) -> dict:
+    """paddle's version, git commit, CUDA and cuDNN versions (None when a CPU build or not said)."""
+    version = getattr(paddle, "version", None)
+    commit = getattr(version, "commit", None)
+    return {
+        "paddle_version": str(getattr(paddle, "__version__", "") or "") or None,
+        "paddle_commit": str(commit) if commit else None,
+        "cuda_version": _version_call(version, "cuda"),
+        "cudnn_version": _version_call(version, "cudnn"),
+    }
+
+
+def build_record(paddle: object) -> dict:
+    """What the run header records of the software and host: paddle's version and git commit, CUDA, cuDNN,
+    the NVIDIA driver (None where there is none) and the host name."""
+    import socket
+
+    return {**paddle_build(paddle), "gpu_driver": gpu_driver_version(), "hostname": socket.gethostname()}
 
 
 def default_threads() -> int:
@@ -131,11 +252,18 @@ def default_threads() -> int:
 def machine_profile(threads: Optional[int] = None, device: Optional[str] = None) -> str:
     """Profile key of this machine: `gpu-<model>-x<count>` or `cpu-<vendor>-<model>-<isa>-<threads>t`.
 
-    threads defaults to OMP_NUM_THREADS, else the CPU count; device="cpu" skips the GPU probe.
+    threads defaults to OMP_NUM_THREADS, else the CPU count; device="cpu" skips the GPU probe. Otherwise a GPU
+    that paddle cannot use is an EnvironmentProblem (device="gpu", or one visible here), never a cpu key.
     """
     if device != "cpu":
         gpu = detect_gpu()
         if gpu:
             return gpu_profile(*gpu)
+        problem = probe_gpu().problem()
+        if problem or device == "gpu":
+            from swavbench.errors import EnvironmentProblem
+
+            raise EnvironmentProblem(problem or "a gpu run, but paddle sees no GPU on this host: run it where the "
+                                     "GPU is, or pass --profile cpu")
     ident = cpu_identity()
     return cpu_profile(ident["model"], threads or default_threads(), ident["isa"], ident["vendor"])

@@ -1,6 +1,16 @@
 """pytest plugin: the `swavbench` fixture that runs a case and turns its verdict into pass / fail / skip.
 
-Registered by the top-level conftest.py (`pytest_plugins = ["swavbench.plugin"]`), or `-p swavbench.plugin`.
+Loaded through the `pytest11` entry point wherever swavbench is installed (no conftest needed), so a test
+file in any repository can run a case:
+
+    def test_tiny(swavbench):
+        swavbench.check("tiny_pt_1n2c")      # a built-in case id, a case of the home's swavbench.toml,
+                                             # or a mapping / Case given from Python
+
+`case_params()` gives one pytest.param per case (built-in + the home's) for `parametrize`. Markers are
+namespaced: swavbench_gpu (skipped unless paddle can use a GPU), swavbench_slow, swavbench_multinode,
+swavbench_e2e. The project home (baselines/, reports/, data/cache/) is --swavbench-home, else
+$SWAVBENCH_HOME, else found from the current directory as the CLI finds it (swavbench.paths).
 Options mirror `swavbench run`: --swavbench-profile, --swavbench-baseline-dir, --swavbench-allow-mismatch,
 --swavbench-reports-dir, --swavbench-data-root, --swavbench-update-baseline (record instead of judging),
 --swavbench-worker (the rank command; default `swavbench train`), --swavbench-confirm N (reruns when ips
@@ -17,27 +27,35 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional, Union
 
 import pytest
 
 from swavbench import paths
 from swavbench.errors import SwavbenchError
-from swavbench.harness import cases, runner
-from swavbench.harness.cases import DEVICE_PROFILES, Plan
+from swavbench.harness import cases, runner, usercases
+from swavbench.harness.cases import DEVICE_PROFILES, Case, Plan
 
 pytest_plugins = ["swavbench.plugin_ci"]  # imported by pytest (not here) so its asserts are rewritten like ours
 
 MARKERS = {
-    "gpu": "needs a CUDA GPU (skipped when paddle sees none)",
-    "multinode": "runs several paddle.distributed.launch processes (simulated nodes)",
-    "slow": "takes more than ~10 s (launches real training ranks)",
-    "e2e": "end to end with the real trainer on CPU (deselected by default: pytest -m e2e)",
+    "swavbench_gpu": "needs a CUDA GPU (skipped when paddle sees none)",
+    "swavbench_multinode": "runs several paddle.distributed.launch processes (simulated nodes)",
+    "swavbench_slow": "takes more than ~10 s (launches real training ranks)",
+    "swavbench_e2e": "end to end with the real trainer on CPU (swavbench's own suite deselects it by default)",
 }
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("swavbench", "swavbench cases (same options as `swavbench run`)")
+    group.addoption(
+        "--swavbench-home",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="project home holding baselines/, reports/, data/cache/, swavbench.toml (default: $SWAVBENCH_HOME, "
+        "else the nearest folder up from the current one holding swavbench.toml or baselines/, else the current)",
+    )
     group.addoption(
         "--swavbench-profile",
         choices=("auto",) + DEVICE_PROFILES,
@@ -47,16 +65,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--swavbench-baseline-dir",
         type=Path,
-        default=paths.BASELINES_DIR,
+        default=None,
         metavar="DIR",
-        help="baselines root holding <profile>/<case>.json",
+        help="baselines root holding <profile>/<case>.json (default: <home>/baselines)",
     )
     group.addoption(
         "--swavbench-reports-dir",
         type=Path,
-        default=paths.REPORTS_DIR,
+        default=None,
         metavar="DIR",
-        help="where runs/<run-id>/ are kept",
+        help="where runs/<run-id>/ are kept (default: <home>/reports)",
     )
     group.addoption(
         "--swavbench-allow-mismatch",
@@ -104,11 +122,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--swavbench-report",
         nargs="?",
-        const="reports/index.html",
+        const="",
         default=None,
         metavar="PATH",
         help="at the end, record this session's runs in the history and write the HTML report "
-        "(default path reports/index.html)",
+        "(default path <home>/reports/index.html)",
     )
     group.addoption(
         "--swavbench-worker",
@@ -118,17 +136,50 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+_PINNED = pytest.StashKey[Optional[Path]]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers; pin the project home for the session (restored at unconfigure)."""
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    config.stash[_PINNED] = paths.use_home(paths.project_home(config.getoption("swavbench_home")))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _PINNED in config.stash:
+        paths.use_home(config.stash[_PINNED])
+        usercases.clear_registered()
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("gpu") is not None:
-        from swavbench.harness.baselines import detect_gpu
+    if item.get_closest_marker("swavbench_gpu") is not None:
+        from swavbench.machine import probe_gpu
 
-        if not detect_gpu():
+        probe = probe_gpu()
+        if probe.problem():  # a GPU node whose paddle cannot use its GPU: a failure, never a quiet skip
+            pytest.fail(f"swavbench: error: {probe.problem()}", pytrace=False)
+        if not probe.usable:
             pytest.skip("needs a CUDA GPU: paddle sees none here")
+
+
+def case_params(extra: Iterable[Union[str, Case, dict]] = ()) -> list:
+    """One pytest.param per case id for `parametrize("case_id", case_params())`: the built-in cases, the project
+    home's swavbench.toml, and `extra` (ids, or mappings / Case objects, registered here). Marked
+    swavbench_slow, plus swavbench_multinode for a multi-node topology."""
+    chosen: list[Case] = []
+    try:
+        chosen = list(usercases.all_cases())
+        for item in extra:
+            case = cases.resolve_case(item) if isinstance(item, str) else usercases.register(item)[0]
+            chosen += [] if case in chosen else [case]
+        problem = ""
+    except SwavbenchError as err:  # a broken swavbench.toml: its one line, no traceback
+        problem = f"swavbench: error: {err}"
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    return [pytest.param(c.id, id=c.id, marks=[pytest.mark.swavbench_slow]
+                         + ([pytest.mark.swavbench_multinode] if c.multinode else [])) for c in chosen]
 
 
 class Session:
@@ -139,7 +190,8 @@ class Session:
         self.config = config
         profile = opt("swavbench_profile")
         self.device_profile = None if profile == "auto" else profile
-        self.baseline_dir: Path = opt("swavbench_baseline_dir")
+        self.home = paths.home()
+        self.baseline_dir: Path = opt("swavbench_baseline_dir") or self.home.baselines
         self.session_baselines: Optional[Path] = None
         self.record_missing: bool = opt("swavbench_record_missing")
         if opt("swavbench_session_baselines"):
@@ -148,7 +200,7 @@ class Session:
                                         "combined with --swavbench-update-baseline")
             self.session_baselines = self.baseline_dir = Path(tempfile.mkdtemp(prefix="swavbench-session-baselines-"))
             self.record_missing = True
-        self.reports_dir: Path = opt("swavbench_reports_dir")
+        self.reports_dir: Path = opt("swavbench_reports_dir") or self.home.reports
         self.allow_mismatch: bool = opt("swavbench_allow_mismatch")
         self.update: bool = opt("swavbench_update_baseline")
         self.data_root: Optional[Path] = opt("swavbench_data_root")
@@ -159,12 +211,21 @@ class Session:
         self._runs: dict[tuple, runner.Outcome] = {}
         self.recorded: list[runner.Outcome] = []  # runs that recorded a missing baseline (then were rerun)
 
-    def plan(self, case_id: str, *overrides: str) -> Plan:
-        """The case scaled to this session's profile (the CPU dataset is made once and cached)."""
-        return cases.plan_for(case_id, self.device_profile, self.data_root, overrides)
+    def add_cases(self, specs: Iterable[Union[Case, dict]]) -> list[str]:
+        """Register cases given from Python (mappings with swavbench.toml's fields, or Case objects); their ids."""
+        return [c.id for c in usercases.register(*specs)]
 
-    def run(self, case_id: str, *overrides: str) -> runner.Outcome:
+    def plan(self, case: Union[str, Case, dict], *overrides: str) -> Plan:
+        """The case scaled to this session's profile (the CPU dataset is made once and cached)."""
+        return cases.plan_for(self._case_id(case), self.device_profile, self.data_root, overrides)
+
+    @staticmethod
+    def _case_id(case: Union[str, Case, dict]) -> str:
+        return case if isinstance(case, str) else usercases.register(case)[0].id
+
+    def run(self, case: Union[str, Case, dict], *overrides: str) -> runner.Outcome:
         """Run a case (or reuse this session's run of it), showing live progress on the terminal."""
+        case_id = self._case_id(case)
         key = (case_id, overrides)
         if key not in self._runs:
             plan = self.plan(case_id, *overrides)
@@ -197,12 +258,15 @@ class Session:
         capman = self.config.pluginmanager.getplugin("capturemanager")
         return capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
 
-    def check(self, case_id: str, *overrides: str) -> runner.Outcome:
-        """Run and judge: pytest.fail with the verdict line, advice and table unless the case passes."""
+    def check(self, case: Union[str, Case, dict], *overrides: str) -> runner.Outcome:
+        """Run and judge: pytest.fail with the verdict line, advice and table unless the case passes.
+
+        `case`: a case id (built-in, or from the home's swavbench.toml), or a mapping / Case given from Python.
+        """
         from swavbench import plugin_ci
 
         try:
-            outcome, error = self.run(case_id, *overrides), None
+            outcome, error = self.run(case, *overrides), None
         except SwavbenchError as err:  # corrupt baseline, port in use, ...: one line, as on the CLI
             outcome, error = None, err
         if error is not None:  # failed outside the except block: no "During handling of the above exception"
@@ -254,7 +318,18 @@ def session_advice(outcome: runner.Outcome) -> str:
 
 @pytest.fixture(scope="session")
 def swavbench(pytestconfig: pytest.Config) -> Iterator[Session]:
-    """Run swavbench cases: `swavbench.check("swav_pt_1n8c_fp16o1")` fails the test unless the case passes."""
+    """Run swavbench cases: `swavbench.check("swav_pt_1n8c_fp16o1")` fails the test unless the case passes.
+
+    First the start-up checks (paddle installed once, usable by a visible GPU): a problem ends the session
+    with its one-line reason and exit code 6, as on the CLI.
+    """
+    from swavbench.envcheck import check_environment
+
+    profile = pytestconfig.getoption("swavbench_profile")
+    try:
+        check_environment(None if profile == "auto" else profile)
+    except SwavbenchError as err:
+        pytest.exit(f"swavbench: error: {err}", returncode=err.exit_code)
     session = Session(pytestconfig)
     yield session
     if session.session_baselines is not None:  # the session's own baselines live as long as the session
@@ -263,22 +338,26 @@ def swavbench(pytestconfig: pytest.Config) -> Iterator[Session]:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     profile = config.getoption("swavbench_profile")
+    home = paths.home()
     if config.getoption("swavbench_session_baselines"):
-        return [f"swavbench: profile {profile}, baselines recorded by this session on this machine (temporary dir)"]
-    return [f"swavbench: profile {profile}, baselines {config.getoption('swavbench_baseline_dir')}"]
+        return [f"swavbench: profile {profile}, home {home.root}, baselines recorded by this session on this "
+                "machine (temporary dir)"]
+    return [f"swavbench: profile {profile}, home {home.root}, baselines "
+            f"{config.getoption('swavbench_baseline_dir') or home.baselines}"]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """--swavbench-report: import the runs (reports/runs/*) into the history and rebuild the report."""
     out = session.config.getoption("swavbench_report", None)
-    if not out or hasattr(session.config, "workerinput"):  # under xdist the controller writes it, once
+    if out is None or hasattr(session.config, "workerinput"):  # under xdist the controller writes it, once
         return
-    from swavbench.paths import DEFAULT_DB
     from swavbench.report import build_report
     from swavbench.store.history import History
 
-    reports_dir = Path(session.config.getoption("swavbench_reports_dir"))
-    db = reports_dir / Path(DEFAULT_DB).name
+    home = paths.home()
+    reports_dir = Path(session.config.getoption("swavbench_reports_dir") or home.reports)
+    out = out or reports_dir / home.report_html.name
+    db = reports_dir / home.history_db.name
     with History(db) as history:
         summary = history.import_runs(reports_dir / "runs")
         path = build_report(history, out)

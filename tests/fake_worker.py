@@ -124,6 +124,12 @@ def main() -> int:
     if rank == 0:
         header = {
             "paddle_version": "fake",
+            "paddle_commit": "fakec0ffee",
+            "cuda_version": None,
+            "cudnn_version": None,
+            "gpu_driver": None,
+            "hostname": "fake-host",
+            "home": os.environ.get("SWAVBENCH_HOME"),
             "device": "cpu",
             "world_size": world,
             "nnodes": int(env("PADDLE_NNODES", "1")),

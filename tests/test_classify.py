@@ -203,7 +203,7 @@ def test_random_probe_trunk_is_the_trunk_pretraining_starts_from():
         np.testing.assert_array_equal(probe[key].numpy(), start[key].numpy(), err_msg=key)
 
 
-@pytest.mark.slow
+@pytest.mark.swavbench_slow
 def test_probe_on_a_short_pretrain_beats_chance_and_a_random_trunk(tmp_path):
     from swavbench.harness.pretrain_cache import short_pretrain_overrides
     from swavbench.train.synth import synthesize

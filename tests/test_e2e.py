@@ -1,7 +1,7 @@
 """End to end on CPU with the real trainer (`swavbench train` under paddle.distributed.launch).
 
-Marked e2e (deselected by default; `pytest -m e2e`). Runs are shared through module fixtures so the whole
-file costs about five case runs: record, rerun, changed lr, killed rank, and the multi-node case.
+Marked swavbench_e2e (deselected by default; `pytest -m swavbench_e2e`). Runs are shared through module
+fixtures so the whole file costs about five case runs: record, rerun, changed lr, killed rank, and the multi-node case.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from swavbench.cli import main
 from swavbench.harness import cases, procs, runner
 from swavbench.harness.baselines import load_baseline
 from swavbench.harness.compare import compare
-from swavbench.paths import REPO_ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.swavbench_e2e, pytest.mark.swavbench_slow]
 CASE = "swav_pt_1n8c_fp16o1"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,8 @@ def test_killed_rank_fails_the_run_and_leaves_nothing(recorded, dirs):
     assert json.loads((run_dir / "result.json").read_text())["failure"]["rank"] == 3
 
 
-def test_multinode_case_through_pytest(pytester: pytest.Pytester, dirs):
+def test_multinode_case_through_pytest(pytester: pytest.Pytester, dirs, monkeypatch):
+    monkeypatch.setenv("SWAVBENCH_CACHE_DIR", str(cases.cache_dir()))  # pytester's home: reuse this one's data
     result = pytester.runpytest_subprocess(
         str(REPO_ROOT / "cases"),
         "-k",

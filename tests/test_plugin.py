@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from swavbench.train.config import REPO_ROOT
-
+REPO_ROOT = Path(__file__).resolve().parents[1]
 FAKE = Path(__file__).resolve().parent / "fake_worker.py"
 CASES_FILE = REPO_ROOT / "cases" / "test_cases.py"
 
@@ -162,26 +161,26 @@ def test_multinode_case_runs_as_four_launchers(run_cases):
     result.stdout.fnmatch_lines(["*new baseline cpu-*/swav_pt_4n32c_fp16o1:*"])
 
 
-def test_e2e_marker_is_deselected_by_default(pytester: pytest.Pytester):
+def test_namespaced_e2e_marker_is_deselected_by_default(pytester: pytest.Pytester):
     pytester.makeini((REPO_ROOT / "pytest.ini").read_text())
     pytester.makepyfile("""
         import pytest
 
-        @pytest.mark.e2e
+        @pytest.mark.swavbench_e2e
         def test_long():
             pass
 
-        @pytest.mark.gpu
+        @pytest.mark.swavbench_gpu
         def test_gpu():
             pass
 
         def test_fast(swavbench):
             assert swavbench.baseline_dir.name == "baselines"
     """)
-    result = pytester.runpytest_subprocess("-p", "swavbench.plugin", "-rs")
+    result = pytester.runpytest_subprocess("-rs")  # the plugin loads through its pytest11 entry point
     result.assert_outcomes(passed=1, skipped=1, deselected=1)
     result.stdout.fnmatch_lines(["*needs a CUDA GPU*"])
-    pytester.runpytest_subprocess("-p", "swavbench.plugin", "-m", "e2e").assert_outcomes(passed=1, deselected=2)
+    pytester.runpytest_subprocess("-m", "swavbench_e2e").assert_outcomes(passed=1, deselected=2)
 
 
 def test_swavbench_report_option_records_the_session_and_writes_the_report(run_cases, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from swavbench.train.config import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 FAKE = Path(__file__).resolve().parent / "fake_worker.py"
 CASES_FILE = REPO_ROOT / "cases" / "test_cases.py"
@@ -115,7 +115,7 @@ def test_summary_lists_skipped_cases(pytester: pytest.Pytester, tmp_path: Path):
     pytester.makepyfile(f"""
         import pytest
 
-        @pytest.mark.gpu
+        @pytest.mark.swavbench_gpu
         @pytest.mark.parametrize("case_id", ["{CASE}"])
         def test_on_gpu(case_id, swavbench):
             swavbench.check(case_id)
@@ -124,7 +124,7 @@ def test_summary_lists_skipped_cases(pytester: pytest.Pytester, tmp_path: Path):
             pass
     """)
     summary = tmp_path / "s.json"
-    result = pytester.runpytest_subprocess("-p", "swavbench.plugin", f"--swavbench-summary={summary}")
+    result = pytester.runpytest_subprocess(f"--swavbench-summary={summary}")
     result.assert_outcomes(passed=1, skipped=1)
     doc = json.loads(summary.read_text())
     assert [(r["case"], r["status"], r["outcome"]) for r in doc["cases"]] == [(CASE, "skipped", "skipped")]

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from swavbench.harness.baselines import baseline_path
-from swavbench.harness.cases import CASES, DEVICE_PROFILES, default_device_profile, plan, skip_reason
+from swavbench.harness.cases import DEVICE_PROFILES, all_cases, default_device_profile, plan, skip_reason
 from swavbench.harness.runner import profile_of
-from swavbench.paths import BASELINES_DIR
+from swavbench.paths import home
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="device profile (default: gpu if paddle sees one, else cpu)",
     )
-    parser.add_argument("--baseline-dir", type=Path, default=BASELINES_DIR, metavar="DIR")
+    parser.add_argument("--baseline-dir", type=Path, default=home().baselines, metavar="DIR",
+                        help="baselines root (default: the project home's baselines/)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run)
 
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def case_rows(device_profile: str, baseline_dir: Path) -> tuple[str, list[dict]]:
     """(machine profile key, one row per case)."""
     rows, key = [], None
-    for case in CASES:
+    for case in all_cases():
         p = plan(case, device_profile)
         key = key or profile_of(p)
         path = baseline_path(baseline_dir, key, case.id)

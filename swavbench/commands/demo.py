@@ -21,7 +21,8 @@ DEMO_CASE = "swav_pt_1n8c_fp16o1"
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help=f"run {DEMO_CASE} on CPU (8 gloo ranks) and write the HTML report")
     parser.add_argument("--log-dir", type=Path, default=Path("log"), help="where to leave workerlog.* (default ./log)")
-    parser.add_argument("--report", type=Path, default=None, help="report path (default reports/index.html)")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="report path (default: the project home's reports/index.html)")
     parser.set_defaults(func=run)
 
 
@@ -29,13 +30,14 @@ def run(args: argparse.Namespace) -> int:
     from swavbench.commands.run import execute_or_record
     from swavbench.harness.cases import plan_for
     from swavbench.harness.runner import DEFAULT_CONFIRM_DELAY_S
-    from swavbench.paths import BASELINES_DIR, DEFAULT_DB, REPORTS_DIR
+    from swavbench.paths import home
     from swavbench.report import build_report
     from swavbench.store.history import History
 
+    project = home()
     plan = plan_for(DEMO_CASE, "cpu")
     outcomes = execute_or_record(
-        plan, BASELINES_DIR, REPORTS_DIR, record_missing=True, stream=sys.stdout,
+        plan, project.baselines, project.reports, record_missing=True, stream=sys.stdout,
         confirm_delay_s=DEFAULT_CONFIRM_DELAY_S,
     )  # fmt: skip
     outcome = outcomes[-1]
@@ -48,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
     logs = sorted(p.name for p in args.log_dir.glob("workerlog.*"))
     print(f"worker logs: {args.log_dir}/ ({', '.join(logs)})")
 
-    report_path = args.report or REPORTS_DIR / "index.html"
-    with History(DEFAULT_DB) as history:
-        history.import_runs(REPORTS_DIR / "runs")
+    report_path = args.report or project.report_html
+    with History(project.history_db) as history:
+        history.import_runs(project.runs)
         path = build_report(history, report_path)
     both = " (it shows both runs: the one that recorded the baseline and the judged rerun)" if len(outcomes) > 1 else ""
     print(f"report: {path.resolve()}{both}")

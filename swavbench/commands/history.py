@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from swavbench.errors import EXIT_OK, EXIT_USAGE
-from swavbench.paths import DEFAULT_DB
+from swavbench.paths import home
 
 if TYPE_CHECKING:  # pandas and the history store load only when a history command runs
     from swavbench.store.history import ImportSummary
@@ -21,9 +21,10 @@ LIST_COLUMNS = ["started_utc", "case", "profile", "host", "status", "ips", "loss
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
     """`--db URL`: shared by history and report."""
+    default = str(home().history_db)  # the project home's (see swavbench.paths)
     parser.add_argument(
-        "--db", default=DEFAULT_DB, metavar="URL",
-        help=f"history database: a path or sqlite:///path (default {DEFAULT_DB})",
+        "--db", default=default, metavar="URL",
+        help=f"history database: a path or sqlite:///path (default {default})",
     )  # fmt: skip
 
 

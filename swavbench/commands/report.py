@@ -11,20 +11,19 @@ from pathlib import Path
 
 from swavbench.commands.history import add_db_option, print_import_summary
 from swavbench.errors import EXIT_OK
-
-DEFAULT_OUT = "reports/index.html"
-DEFAULT_RUNS = "reports/runs"
+from swavbench.paths import home
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `report`."""
+    """Add `report` (its defaults are in the project home, where `run` keeps its runs)."""
+    default_out, default_runs = str(home().report_html), str(home().runs)
     parser = subparsers.add_parser("report", help="write the self-contained HTML report from the history")
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"HTML file to write (default {DEFAULT_OUT})")
+    parser.add_argument("--out", default=default_out, help=f"HTML file to write (default {default_out})")
     parser.add_argument("--since", metavar="DATE", help="only runs started at or after DATE (UTC)")
     parser.add_argument("--case", metavar="PATTERN", help="case glob (swav_*) or substring")
     parser.add_argument(
-        "--runs", default=DEFAULT_RUNS, metavar="DIR",
-        help=f"import new run records from DIR first when it exists (default {DEFAULT_RUNS}); '' to skip",
+        "--runs", default=default_runs, metavar="DIR",
+        help=f"import new run records from DIR first when it exists (default {default_runs}); '' to skip",
     )  # fmt: skip
     parser.add_argument(
         "--run-pages", type=_run_pages, default=None, metavar="N|all",

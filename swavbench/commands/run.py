@@ -25,11 +25,13 @@ from typing import Optional, TextIO
 from swavbench.harness.cases import DEVICE_PROFILES, Plan, plan_for
 from swavbench.harness.compare import verdict_to_dict
 from swavbench.harness.runner import DEFAULT_CONFIRM, DEFAULT_CONFIRM_DELAY_S, Outcome, execute
-from swavbench.paths import BASELINES_DIR, REPORTS_DIR
+from swavbench.paths import home
 
 
 def add_case_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `run` and `update-baseline` (the pytest plugin has the same ones)."""
+    """Options shared by `run` and `update-baseline` (the pytest plugin has the same ones); the default
+    folders are the project home's (swavbench.paths: --home, $SWAVBENCH_HOME, or found from the cwd)."""
+    project = home()
     parser.add_argument(
         "--profile",
         choices=DEVICE_PROFILES,
@@ -39,16 +41,16 @@ def add_case_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--baseline-dir",
         type=Path,
-        default=BASELINES_DIR,
+        default=project.baselines,
         metavar="DIR",
-        help="baselines root holding <profile>/<case>.json (default: baselines/)",
+        help=f"baselines root holding <profile>/<case>.json (default: {project.baselines})",
     )
     parser.add_argument(
         "--reports-dir",
         type=Path,
-        default=REPORTS_DIR,
+        default=project.reports,
         metavar="DIR",
-        help="where runs/<run-id>/ are kept (default: reports/)",
+        help=f"where runs/<run-id>/ are kept (default: {project.reports})",
     )
     parser.add_argument(
         "--data-root",

@@ -27,7 +27,7 @@ from typing import Optional
 from swavbench.commands.run import add_case_options
 from swavbench.errors import BaselineError, RunFailed, SwavbenchError
 from swavbench.harness.baselines import Baseline, baseline_path, diff_baselines, load_baseline, write_baseline
-from swavbench.harness.cases import CASES, Case, Plan, marker_for, plan_for, resolve_case, skip_reason
+from swavbench.harness.cases import Case, Plan, all_cases, marker_for, plan_for, resolve_case, skip_reason
 from swavbench.harness.determinism import band_warning, ips_noise
 from swavbench.harness.logparse import parse_log_file, resolve_logdir
 from swavbench.harness.metrics import RunAnalysis, analyse_logdir
@@ -241,9 +241,9 @@ def record(args: argparse.Namespace, case: Case) -> Path:
 def run(args: argparse.Namespace) -> int:
     if args.all and args.cases:
         raise SwavbenchError("give CASE names or --all, not both")
-    cases = list(CASES) if args.all else [resolve_case(n) for n in args.cases]
+    cases = list(all_cases()) if args.all else [resolve_case(n) for n in args.cases]
     if not cases:
-        raise SwavbenchError(f"name a case or pass --all; known: {', '.join(c.id for c in CASES)}")
+        raise SwavbenchError(f"name a case or pass --all; known: {', '.join(c.id for c in all_cases())}")
     if args.repeats < 1 or (args.from_dirs and args.repeats != 1):
         raise SwavbenchError("--repeats N needs N >= 1 and runs the case: it cannot be used with --from")
     if args.ips_band is not None and not 0 < args.ips_band < 100:

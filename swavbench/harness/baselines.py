@@ -119,15 +119,20 @@ def from_dict(data: object, path: Union[str, Path] = "<baseline>") -> Baseline:
 
 
 def resolve_baseline_file(path: Union[str, Path]) -> Path:
-    """The file as given, else the shipped reference baseline of the same `<profile>/<case>.json` name.
+    """The file as given, else the same relative path in the project home, else the shipped reference
+    baseline of the same `<profile>/<case>.json` name.
 
     `baselines/passl-a100/swav_pt_1n8c_fp16o1.json` then works from any directory and from a wheel.
     """
     path = Path(path)
     if path.exists():
         return path
-    from swavbench.paths import PACKAGED_BASELINES
+    from swavbench.paths import project_home
+    from swavbench.resources import PACKAGED_BASELINES
 
+    in_home = project_home() / path
+    if not path.is_absolute() and in_home.is_file():
+        return in_home
     shipped = PACKAGED_BASELINES / path.parent.name / path.name
     return shipped if path.parent.name and shipped.is_file() else path
 

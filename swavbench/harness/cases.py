@@ -178,17 +178,25 @@ CASES: tuple[Case, ...] = (
 CPU_DATA = SynthData()
 
 
+def all_cases() -> tuple[Case, ...]:
+    """The built-in cases, then the user's (the project home's swavbench.toml, and those given from Python)."""
+    from swavbench.harness.usercases import all_cases as with_users
+
+    return with_users()
+
+
 def resolve_case(name: str) -> Case:
     """A case by short id or PASSL long name; an unknown name is a one-line usage error listing all."""
-    for case in CASES:
+    known = all_cases()
+    for case in known:
         if name in (case.id, case.passl_name, case.config):
             return case
-    known = ", ".join(c.id for c in CASES)
-    raise SwavbenchError(f"unknown case {name!r}; known cases: {known} (or their PASSL long names)")
+    raise SwavbenchError(f"unknown case {name!r}; known cases: {', '.join(c.id for c in known)} (or their PASSL "
+                         "long names; a team's own cases go in swavbench.toml in the project home)")
 
 
 def case_ids() -> list[str]:
-    return [c.id for c in CASES]
+    return [c.id for c in all_cases()]
 
 
 @dataclass(frozen=True)
@@ -402,10 +410,10 @@ def with_overrides(p: Plan, *extra: str) -> Plan:
 
 
 def cache_dir() -> Path:
-    """Where generated CPU datasets live: $SWAVBENCH_CACHE_DIR, else <repo>/data/cache (git-ignored)."""
-    from swavbench.paths import REPO_ROOT
+    """Where generated CPU datasets live: $SWAVBENCH_CACHE_DIR, else <project home>/data/cache."""
+    from swavbench.paths import cache_dir as home_cache
 
-    return Path(os.environ.get("SWAVBENCH_CACHE_DIR") or REPO_ROOT / "data" / "cache")
+    return home_cache()
 
 
 def ensure_dataset(spec: SynthData = CPU_DATA, root: Optional[Path] = None) -> Path:
@@ -457,10 +465,11 @@ def _ensure_dataset_locked(spec: SynthData, target: Path) -> Path:
 
 
 def default_device_profile() -> str:
-    """gpu when paddle sees a CUDA device, else cpu."""
-    from swavbench.harness.baselines import detect_gpu
+    """gpu when paddle sees a CUDA device, else cpu; never cpu by itself where an NVIDIA GPU is visible
+    (EnvironmentProblem, exit 6: see swavbench.machine.auto_device)."""
+    from swavbench.machine import auto_device
 
-    return "gpu" if detect_gpu() else "cpu"
+    return auto_device()
 
 
 def plan_for(

@@ -24,7 +24,7 @@ from swavbench.harness.cases import Plan
 from swavbench.harness.compare import Verdict, compare, format_table, no_baseline_verdict, verdict_from_failure
 from swavbench.harness.metrics import RankHealth, RunAnalysis, analyse_logdir
 from swavbench.harness.runs import build_record, collect_logs, new_run_id, write_json_atomic
-from swavbench.paths import BASELINES_DIR, REPORTS_DIR
+from swavbench.paths import HOME_ENV, home, project_home
 
 
 @dataclass
@@ -97,6 +97,7 @@ def launch_spec(plan: Plan, log_dir: Path, worker: Optional[Sequence[str]] = Non
         threads=plan.threads,
         timeout_s=plan.timeout_s,
         stall_s=plan.stall_s,
+        env={HOME_ENV: str(project_home())},  # the ranks record the same project home
     )
     if plan.device_profile == "gpu":
         fields.update(launch.cluster_from_env(os.environ))
@@ -196,7 +197,7 @@ def update_command(plan: Plan, baseline_dir: Path) -> str:
     from swavbench.harness.cases import cache_dir
 
     cmd = f"swavbench update-baseline {plan.case.id} --profile {plan.device_profile}"
-    if Path(baseline_dir).resolve() != BASELINES_DIR.resolve():
+    if Path(baseline_dir).resolve() != home().baselines.resolve():
         cmd += f" --baseline-dir {baseline_dir}"
     if plan.data_root and Path(plan.data_root).resolve() != (cache_dir() / plan.case.cpu_data.key).resolve():
         cmd += f" --data-root {plan.data_root}"
@@ -339,8 +340,8 @@ def attempt_row(n: int, a: Attempt) -> dict:
 
 def execute(
     plan: Plan,
-    baseline_dir: Path = BASELINES_DIR,
-    reports_dir: Path = REPORTS_DIR,
+    baseline_dir: Optional[Path] = None,
+    reports_dir: Optional[Path] = None,
     allow_mismatch: bool = False,
     worker: Optional[Sequence[str]] = None,
     stream: Optional[TextIO] = None,
@@ -357,6 +358,8 @@ def execute(
     """
     if plan.skip_reason:
         raise SwavbenchError(f"cannot run here: {plan.skip_reason}")
+    baseline_dir = home().baselines if baseline_dir is None else baseline_dir
+    reports_dir = home().reports if reports_dir is None else reports_dir
     run_id = new_run_id(plan.case.id)
     run_dir = Path(reports_dir) / "runs" / run_id
     attempts = [_attempt(plan, baseline_dir, run_dir / "log", allow_mismatch, worker, stream, tty)]

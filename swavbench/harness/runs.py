@@ -24,7 +24,7 @@ from swavbench.harness.baselines import Baseline
 from swavbench.harness.cases import Plan
 from swavbench.harness.compare import Verdict
 from swavbench.harness.metrics import RunAnalysis
-from swavbench.paths import REPO_ROOT
+from swavbench.paths import project_home, relative_to_home, source_checkout
 
 COPIED = ("workerlog.*", "steps.*.jsonl", "run_header.json")  # never launch's envlog/backup_env (full env)
 
@@ -52,10 +52,14 @@ def collect_logs(result: launch.LaunchResult, spec: launch.LaunchSpec, dest: Pat
 
 
 def git_commit() -> Optional[str]:
-    """Short commit of the project checkout (None outside git or before the first commit)."""
+    """Short commit of the swavbench source checkout this runs from (None from a wheel, outside git, or before
+    the first commit): never the commit of some other repository the package happens to be installed in."""
+    root = source_checkout()
+    if root is None:
+        return None
     try:
         out = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -112,11 +116,14 @@ def build_record(
             "threads",
             "seed",
             "max_mem_source",
+            "cuda_version",
+            "cudnn_version",
+            "gpu_driver",
         )
     }
     env.update(
         nproc_per_node=plan.scale.devices_per_node,
-        hostname=socket.gethostname(),
+        hostname=header.get("hostname") or socket.gethostname(),
         world_size=env["world_size"] or plan.world_size,
         nnodes=env["nnodes"] or plan.scale.nnodes,
         topology=f"{plan.scale.nnodes}x{plan.scale.devices_per_node}",
@@ -144,7 +151,10 @@ def build_record(
         "finished_utc": _utc(res.finished),
         "duration_s": res.duration_s,
         "commit": git_commit(),
+        "swavbench_version": _swavbench_version(),
         "paddle_version": header.get("paddle_version"),
+        "paddle_commit": header.get("paddle_commit"),
+        "home": str(project_home()),
         "command": res.commands[0] if res.commands else [],
         "commands": res.commands,
         "environment": env,
@@ -158,7 +168,7 @@ def build_record(
         "baseline": None
         if baseline is None
         else {
-            "path": _rel(bfile),
+            "path": relative_to_home(bfile),
             "metrics": baseline.metrics,
             "tolerances": baseline.tolerances,
             "provenance": baseline.provenance,
@@ -191,11 +201,10 @@ def _utc(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-def _rel(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
+def _swavbench_version() -> str:
+    from swavbench import __version__
+
+    return __version__
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

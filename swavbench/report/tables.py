@@ -59,10 +59,14 @@ def env_table(r: pd.Series, rec: dict) -> str:
     duration = num_text(r["duration_s"], 1)
     commit = f"<code>{esc(r['commit'])}</code>" if r["commit"] else ""
     paddle_commit = f"<code>{esc(r.get('paddle_commit'))}</code>" if r.get("paddle_commit") else "unknown"
+    cuda = " / ".join(esc(env.get(k)) or "—" for k in ("cuda_version", "cudnn_version"))
     items = [
         ("device", esc(r["device"])), ("world size", world), ("precision requested → effective", precision),
-        ("paddle version", esc(r["paddle_version"])), ("paddle commit", paddle_commit), ("commit", commit),
+        ("paddle version", esc(r["paddle_version"])), ("paddle commit", paddle_commit),
+        ("CUDA / cuDNN", cuda if env.get("cuda_version") or env.get("cudnn_version") else ""),
+        ("GPU driver", esc(env.get("gpu_driver"))), ("commit", commit),
         ("config", esc(r["config"])), ("threads / seed", threads_seed), ("host", esc(env.get("hostname"))),
+        ("project home", esc(rec.get("home"))),
         ("max mem source", esc(env.get("max_mem_source"))), ("duration", f"{duration} s" if duration else ""),
     ]  # fmt: skip
     rows = "".join(f"<tr><th>{k}</th><td>{v or '—'}</td></tr>" for k, v in items)

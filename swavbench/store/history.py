@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator, Optional, Union
 import pandas as pd
 
 from swavbench.errors import EXIT_USAGE, SwavbenchError
-from swavbench.paths import DEFAULT_DB
+from swavbench.paths import home
 
 SCHEMA_VERSION = 2  # of the database; bump with a migration in _migrate
 RECORD_SCHEMA_VERSION = 1  # newest result.json schema this module knows
@@ -231,8 +231,8 @@ def validate_record(rec: Any, fallback_run_id: Optional[str] = None) -> dict:
 class History:
     """An open history database; use as a context manager or call close()."""
 
-    def __init__(self, db: Union[str, Path] = DEFAULT_DB) -> None:
-        self.path = resolve_db(db)
+    def __init__(self, db: Union[str, Path, None] = None) -> None:
+        self.path = resolve_db(home().history_db if db is None else db)  # default: <project home>/reports/
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -489,7 +489,7 @@ def case_matches(case: str, pattern: str) -> bool:
     return pattern in case
 
 
-def import_runs(runs_dir: Union[str, Path], db: Union[str, Path] = DEFAULT_DB) -> ImportSummary:
-    """Import every result.json under `runs_dir` into the history database `db`."""
+def import_runs(runs_dir: Union[str, Path], db: Union[str, Path, None] = None) -> ImportSummary:
+    """Import every result.json under `runs_dir` into the history database `db` (default: the home's)."""
     with History(db) as history:
         return history.import_runs(runs_dir)

@@ -17,10 +17,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import yaml
 
 from swavbench.errors import ConfigError
-from swavbench.paths import REPO_ROOT  # noqa: F401  (kept for importers)
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "resources" / "configs"
-PROFILE_DIR = CONFIG_DIR / "profiles"
+from swavbench.resources import CONFIG_DIR, PROFILE_DIR  # package data (importlib.resources)
 
 # ---------------------------------------------------------------------------------------------------------
 # Schema. A leaf is a type spec: a type, a tuple of types, `list_of(type)`, or ANY. `None` in a tuple

@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 import paddle
 
-from swavbench.errors import ConfigError
+from swavbench.errors import ConfigError, EnvironmentProblem
 
 
 @dataclass
@@ -33,8 +33,11 @@ class Runtime:
     def header(self) -> dict:
         data = asdict(self)
         data["paddle_version"] = paddle.__version__
-        from swavbench.machine import cpu_identity, machine_profile
+        from swavbench.machine import build_record, cpu_identity, machine_profile
+        from swavbench.paths import project_home
 
+        data.update(build_record(paddle))  # paddle commit, CUDA, cuDNN, GPU driver, host name
+        data["home"] = str(project_home())  # the project home the harness runs in ($SWAVBENCH_HOME)
         data["cpu"] = cpu_identity()  # model, vendor, instruction-set level: what the CPU kernels dispatch to
         data["machine_profile"] = machine_profile(self.threads, "cpu" if self.device == "cpu" else None)
         data["started_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -83,6 +86,11 @@ def setup_runtime(config: dict) -> Runtime:
     requested = str(glob.get("device", "gpu")).lower()
     if requested == "gpu":
         if not paddle.is_compiled_with_cuda() or paddle.device.cuda.device_count() == 0:
+            from swavbench.machine import probe_gpu
+
+            problem = probe_gpu().problem()  # a visible NVIDIA GPU that this paddle cannot use: exit 6
+            if problem:
+                raise EnvironmentProblem(problem)
             raise ConfigError(
                 "Global.device=gpu but this paddle has no usable GPU: add --profile cpu "
                 "(or -o Global.device=cpu), or install paddlepaddle-gpu"
