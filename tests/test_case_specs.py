@@ -1,4 +1,4 @@
-"""Case specs and device profiles: ids, markers, scaling, skips (no launch)."""
+"""Case specs and device profiles: ids, markers, scaling, skips (no launch); what prepare reads from disk."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from swavbench.errors import SwavbenchError
-from swavbench.harness import cases
+from swavbench.harness import cases, prepare
 from swavbench.train.config import CONFIG_DIR
 
 
@@ -69,8 +69,13 @@ def test_gpu_plan_is_passl_ci(data_root):
     assert ft.marker == "120/126" and ft.world_size == 4
 
 
+def cpu_plan(case_id: str, data_root: Path) -> cases.Plan:
+    case = cases.resolve_case(case_id)
+    return cases.plan(case, "cpu", prepare.plan_inputs(case, "cpu", data_root))
+
+
 def test_cpu_plan_computes_the_marker_from_the_dataset(data_root):
-    p = cases.plan(cases.resolve_case("swav_pt_1n8c_fp16o1"), "cpu", data_root)
+    p = cpu_plan("swav_pt_1n8c_fp16o1", data_root)
     # 3000 train images // (batch 8 x 8 ranks) = 46 iters; step 21 is iter 20
     assert p.marker == "20/46" and p.marker_step == 21 and p.train_profile == "cpu"
     assert f"DataLoader.Train.dataset.root={data_root}" in p.overrides
@@ -81,7 +86,7 @@ def test_cpu_plan_computes_the_marker_from_the_dataset(data_root):
 
 
 def test_multinode_case_scales_down_on_cpu_and_says_so(data_root):
-    p = cases.plan(cases.resolve_case("swav_pt_4n32c_fp16o1"), "cpu", data_root)
+    p = cpu_plan("swav_pt_4n32c_fp16o1", data_root)
     assert p.case.multinode and p.scale.nnodes == 4 and p.scale.devices_per_node < 8
     assert any("not x 8" in n for n in p.notes)
     assert p.marker == f"20/{3000 // (8 * p.world_size)}"
@@ -91,7 +96,7 @@ def test_too_small_dataset_is_a_clear_error(tmp_path):
     (tmp_path / "train" / "a").mkdir(parents=True)
     (tmp_path / "train" / "a" / "1.jpg").touch()
     with pytest.raises(SwavbenchError, match="1 images give 0 iters/epoch"):
-        cases.plan(cases.resolve_case("swav_pt_1n8c_fp16o1"), "cpu", tmp_path)
+        cpu_plan("swav_pt_1n8c_fp16o1", tmp_path)
 
 
 @pytest.mark.parametrize("case_id, classes_key", [("swav_lp_1n8c_fp32", "Model.num_classes=2"),
@@ -99,9 +104,9 @@ def test_too_small_dataset_is_a_clear_error(tmp_path):
 def test_classification_cases_start_from_the_cached_pretrain(case_id, classes_key, data_root, monkeypatch):
     monkeypatch.delenv("SWAVBENCH_PRETRAINED", raising=False)
     built = []
-    monkeypatch.setattr(cases, "cpu_pretrained", lambda root: built.append(root) or "/cache/pt/latest")
+    monkeypatch.setattr(prepare, "cpu_pretrained", lambda root: built.append(root) or "/cache/pt/latest")
     (data_root / "10percent.txt").write_text("".join(f"a_{i}.JPEG\n" for i in range(300)))
-    p = cases.plan(cases.resolve_case(case_id), "cpu", data_root)
+    p = cpu_plan(case_id, data_root)
     assert p.skip_reason is None and built == [data_root]
     assert "Global.pretrained_model=/cache/pt/latest" in p.overrides and classes_key in p.overrides
     assert f"DataLoader.Train.dataset.root={data_root / 'train'}" in p.overrides
@@ -112,8 +117,8 @@ def test_classification_cases_start_from_the_cached_pretrain(case_id, classes_ke
 
 def test_explicit_pretrained_checkpoint_wins_and_missing_trainer_skips(data_root, monkeypatch):
     monkeypatch.setenv("SWAVBENCH_PRETRAINED", "/cluster/swav_800ep/latest")
-    monkeypatch.setattr(cases, "cpu_pretrained", lambda root: pytest.fail("must not build a pre-train"))
-    p = cases.plan(cases.resolve_case("swav_lp_1n8c_fp32"), "cpu", data_root)
+    monkeypatch.setattr(prepare, "cpu_pretrained", lambda root: pytest.fail("must not build a pre-train"))
+    p = cpu_plan("swav_lp_1n8c_fp32", data_root)
     assert "Global.pretrained_model=/cluster/swav_800ep/latest" in p.overrides
     import swavbench.train
 
@@ -124,11 +129,11 @@ def test_explicit_pretrained_checkpoint_wins_and_missing_trainer_skips(data_root
 
 
 def test_overrides_append_and_marker_helper(data_root):
-    p = cases.plan(cases.resolve_case("swav_pt_1n8c_fp16o1"), "cpu", data_root)
+    p = cpu_plan("swav_pt_1n8c_fp16o1", data_root)
     q = cases.with_overrides(p, "Optimizer.LRScheduler.learning_rate=0.7")
     assert q.overrides[-1] == "Optimizer.LRScheduler.learning_rate=0.7" and q.marker == p.marker
     assert cases.marker_for(201, 2599) == "200/2599" and cases.marker_for(47, 46) == "0/46"
-    assert cases.count_images(data_root) == 3000
+    assert prepare.count_images(data_root) == 3000
 
 
 def test_unknown_profile():
@@ -138,10 +143,10 @@ def test_unknown_profile():
 
 def test_dataset_is_generated_once(tmp_path):
     spec = cases.SynthData(classes=2, train_per_class=3, val_per_class=1, size=16, seed=1)
-    root = cases.ensure_dataset(spec, tmp_path)
-    assert cases.count_images(root) == 6 and root.name == spec.key
+    root = prepare.ensure_dataset(spec, tmp_path)
+    assert prepare.count_images(root) == 6 and root.name == spec.key
     stamp = (root / "synth.json").stat().st_mtime_ns
-    assert cases.ensure_dataset(spec, tmp_path) == root
+    assert prepare.ensure_dataset(spec, tmp_path) == root
     assert (root / "synth.json").stat().st_mtime_ns == stamp
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left
 
@@ -151,3 +156,18 @@ def test_marker_is_the_last_logged_line_when_a_run_spans_epochs():
     assert cases.last_logged_step(41, 24, 5) == 40 and cases.marker_for(40, 24) == "15/24"
     assert cases.last_logged_step(21, 46, 5) == 21 and cases.marker_for(21, 46) == "20/46"
     assert cases.last_logged_step(41, 10, 5) == 41 and cases.marker_for(41, 10) == "0/10"
+
+
+def test_plan_is_pure_its_inputs_are_a_value():
+    # no dataset on disk: plan() computes the marker from the counts it is given (2502 = 1281167 // 512)
+    case = cases.resolve_case("swav_pt_1n8c_fp16o1")
+    inputs = cases.PlanInputs(root=Path("/nowhere"), train_images=1_281_167, classes=1000, batch_size=64)
+    p = cases.plan(case, "gpu", inputs)
+    assert p.marker == "200/2502" and p.data_root == Path("/nowhere")
+
+
+def test_cases_module_does_no_io_at_import():
+    code = ("import sys, swavbench.harness.cases as c; "
+            "assert 'paddle' not in sys.modules and 'swavbench.harness.prepare' not in sys.modules; "
+            "assert not hasattr(c, 'ensure_dataset') and not hasattr(c, 'count_images')")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from swavbench.harness.baselines import baseline_path
-from swavbench.harness.cases import CASES, DEVICE_PROFILES, default_device_profile, plan, skip_reason
+from swavbench.harness.cases import CASES, DEVICE_PROFILES, plan, skip_reason
+from swavbench.harness.prepare import default_device_profile
 from swavbench.harness.runner import profile_of
 from swavbench.paths import BASELINES_DIR
 

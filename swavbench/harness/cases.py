@@ -1,22 +1,23 @@
 """Case specs (one per PASSL CI job) and the device profiles (gpu / cpu) that scale them to a machine.
 
 A `Case` is plain data: its PASSL config, topology, GPU overrides, step marker, warm-up lines and
-tolerances, as PASSL's tests/CI/case.sh runs it (passl-contract.md section 4). `plan(case, profile, ...)`
+tolerances, as PASSL's tests/CI/case.sh runs it (passl-contract.md section 4). `plan(case, profile, inputs)`
 turns it into a `Plan`: exactly what to launch here (config, profile, `-o` overrides, nodes x ranks),
 which log line to judge and within which time limits. Ids: the short id and PASSL's long name both work.
+
+Nothing here touches the disk or the environment: what a plan needs to know about them (image and class
+counts, the subset file, the config's batch size, the pre-trained weights) comes in as `PlanInputs`,
+gathered by swavbench.harness.prepare, which also holds `plan_for`, the one entry point callers use.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from swavbench.errors import DataError, SwavbenchError
+from swavbench.errors import SwavbenchError
 
-IMAGE_EXTS = (".jpeg", ".jpg", ".png")  # swavbench.train.data.IMAGE_SUFFIXES
 DEVICE_PROFILES = ("cpu", "gpu")
 
 
@@ -192,6 +193,25 @@ def case_ids() -> list[str]:
 
 
 @dataclass(frozen=True)
+class PlanInputs:
+    """What `plan()` needs from the disk, as one value (swavbench.harness.prepare gathers it).
+
+    `root` is the dataset root (`<root>/train/<class>/*`, `<root>/val`, the subset files beside them);
+    `train_images` and `classes` count `<root>/train` as the trainer scans it; `subset_images` is the line
+    count of the fine-tune's subset file (0: no such file); `batch_size` is the config's per-rank batch
+    under the training profile; `pretrained` the checkpoint prefix an lp / ft case starts from.
+    """
+
+    root: Path
+    train_images: int
+    classes: int
+    batch_size: int
+    subset_file: Optional[str] = None
+    subset_images: int = 0
+    pretrained: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class Plan:
     """One case scaled to one device profile: what to launch and what to judge."""
 
@@ -226,27 +246,6 @@ class Plan:
         return args
 
 
-def count_images(root: Path) -> int:
-    """Training images of a pre-training root: `<root>/train/<class>/*` (as swavbench.train.data scans it)."""
-    folder = Path(root) / "train"
-    if not folder.is_dir():
-        return 0
-    return sum(
-        1
-        for cls in os.scandir(folder)
-        if cls.is_dir()
-        for f in os.scandir(cls.path)
-        if f.name.lower().endswith(IMAGE_EXTS)
-    )
-
-
-def batch_size(case: Case, train_profile: Optional[str]) -> int:
-    """Per-rank batch of the case's config under the training profile (cpu.yaml sets 8)."""
-    from swavbench.train.config import get, load_config
-
-    return int(get(load_config(case.config, profile=train_profile), "DataLoader.Train.sampler.batch_size", 64))
-
-
 def last_logged_step(max_step: int, iters_per_epoch: int, print_every: int) -> int:
     """The last global step <= max_step that prints a line (the trainer logs iterations i % print_every == 0
     of each epoch): the step whose line a case judges."""
@@ -275,56 +274,46 @@ def skip_reason(case: Case) -> Optional[str]:
     return None
 
 
-# The pre-train an lp / ft case starts from on CPU: made once per dataset and code version, cached.
-PRETRAIN_CONFIG = "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1"
+def data_overrides(case: Case, inputs: PlanInputs) -> tuple[list[str], int, str]:
+    """Overrides, training-sample count and a note for running `case` on the dataset of `inputs`.
 
-
-def classification_inputs(case: Case, data_root: Path, pretrained: Optional[str]) -> tuple[list[str], int, str]:
-    """Overrides, training-sample count and a note for an lp / ft case on the dataset at `data_root`.
-
-    Roots are the split folders (PASSL's ImageFolder convention); the class count comes from the folders;
-    the fine-tune reads the config's subset file (10percent.txt beside train/ and val/).
+    Pre-train: the root itself. lp / ft: roots are the split folders (PASSL's ImageFolder convention), the
+    class count comes from the folders, the fine-tune reads the config's subset file beside train/ and val/.
     """
-    from swavbench.train.config import get, load_config
-
-    classes = sorted(d.name for d in os.scandir(data_root / "train") if d.is_dir())
+    root = inputs.root
+    if not case.needs_pretrained:
+        return [f"DataLoader.Train.dataset.root={root}"], inputs.train_images, f"pre-train on {root}/train"
     overrides = [
-        f"DataLoader.Train.dataset.root={data_root / 'train'}",
-        f"DataLoader.Eval.dataset.root={data_root / 'val'}",
-        f"Model.num_classes={len(classes)}" if case.task == "lp" else f"Model.output_dim={len(classes)}",
+        f"DataLoader.Train.dataset.root={root / 'train'}",
+        f"DataLoader.Eval.dataset.root={root / 'val'}",
+        f"Model.num_classes={inputs.classes}" if case.task == "lp" else f"Model.output_dim={inputs.classes}",
     ]
-    if pretrained:
-        overrides.append(f"Global.pretrained_model={pretrained}")
+    if inputs.pretrained:
+        overrides.append(f"Global.pretrained_model={inputs.pretrained}")
+    suffix = f"; pre-trained weights: {inputs.pretrained}" if inputs.pretrained else ""
     if case.task == "ft":
-        subset = get(load_config(case.config), "DataLoader.Train.dataset.txt_file_name", "10percent.txt")
-        path = data_root / subset
-        count = sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else 0
-        return overrides, count, f"fine-tune on {subset} ({count} images) of {data_root}"
-    return overrides, count_images(data_root), f"linear probe on {data_root}/train"
+        n = inputs.subset_images
+        return overrides, n, f"fine-tune on {inputs.subset_file} ({n} images) of {root}{suffix}"
+    return overrides, inputs.train_images, f"linear probe on {root}/train{suffix}"
 
 
-# $SWAVBENCH_PRETRAINED=<checkpoint prefix> gives lp / ft cases their pre-trained weights explicitly (on a GPU
-# cluster: the real SwAV checkpoint; otherwise the config's Global.pretrained_model is used there). On CPU,
-# without it, the cached short pre-train below is built and used.
-
-
-def cpu_pretrained(data_root: Path) -> str:
-    """The cached short CPU pre-train on `data_root` (built on first use, never downloaded)."""
-    from swavbench.harness.pretrain_cache import pretrained_checkpoint, short_pretrain_overrides
-
-    overrides = short_pretrain_overrides(count_images(Path(data_root)))
-    return str(pretrained_checkpoint(PRETRAIN_CONFIG, "cpu", data_root, overrides, cache_dir() / "pretrained"))
+def iters_per_epoch(case: Case, samples: int, batch: int, world_size: int) -> int:
+    """Iterations per epoch: the pre-train drops the last short batch, lp / ft pad it (as their samplers)."""
+    if case.needs_pretrained:
+        per_rank = -(-samples // world_size)
+        return -(-per_rank // batch)
+    return samples // (batch * world_size)
 
 
 def plan(
     case: Case,
     device_profile: str,
-    data_root: Optional[Path] = None,
+    inputs: Optional[PlanInputs] = None,
     threads: int = 1,
     timeout_s: Optional[float] = None,
     stall_s: Optional[float] = None,
 ) -> Plan:
-    """Scale `case` to `device_profile`. On CPU `data_root` (the synthetic set) fixes the marker exactly."""
+    """Scale `case` to `device_profile`. With `inputs` (the dataset it will read) the marker is exact."""
     if device_profile not in DEVICE_PROFILES:
         raise SwavbenchError(f"unknown device profile {device_profile!r}; use one of {', '.join(DEVICE_PROFILES)}")
     scale = case.cpu if device_profile == "cpu" else case.gpu
@@ -341,31 +330,17 @@ def plan(
     notes = [n for n in (case.note, scale.note) if n]
     reason = skip_reason(case)
     train_profile = "cpu" if device_profile == "cpu" else None
-    if data_root is not None and not reason:
-        if not (Path(data_root) / "train").is_dir():
-            raise DataError(
-                f"missing dataset: {data_root}/train not found (expected <root>/train/<class>/*.jpg); "
-                "pass the right --data-root, or omit it on cpu to use the cached synthetic set"
-            )
-        batch = batch_size(case, train_profile)
-        if case.needs_pretrained:  # lp / ft: no drop_last, so the last short batch counts
-            pretrained = os.environ.get("SWAVBENCH_PRETRAINED") or (
-                cpu_pretrained(Path(data_root)) if device_profile == "cpu" else None
-            )
-            extra, n, note = classification_inputs(case, Path(data_root), pretrained)
-            overrides += extra
-            notes.append(note + (f"; pre-trained weights: {pretrained}" if pretrained else ""))
-            iters = math.ceil(math.ceil(n / scale.world_size) / batch)  # as the sampler pads, no drop
-        else:
-            overrides.append(f"DataLoader.Train.dataset.root={data_root}")
-            n = count_images(data_root)
-            iters = n // (batch * scale.world_size)
+    if inputs is not None and not reason:
+        extra, n, note = data_overrides(case, inputs)
+        overrides += extra
+        notes.append(note)
+        iters = iters_per_epoch(case, n, inputs.batch_size, scale.world_size)
         if case.needs_pretrained and 0 < iters < scale.max_train_step:
             # a fine-tune on a small subset spans epochs (evaluating in between), as a real one does
             notes.append(f"{iters} iters/epoch: the run spans epochs; the marker's last occurrence is judged")
         elif iters < scale.max_train_step:
             raise SwavbenchError(
-                f"{data_root}/train: {n} images give {iters} iters/epoch at batch {batch} x "
+                f"{inputs.root}/train: {n} images give {iters} iters/epoch at batch {inputs.batch_size} x "
                 f"{scale.world_size} ranks; {case.id} needs >= {scale.max_train_step} (use a bigger dataset)"
             )
         marker_step = last_logged_step(scale.max_train_step, iters, scale.print_batch_step)
@@ -392,64 +367,13 @@ def plan(
         stall_s=stall_s or 120.0,
         skip_reason=reason,
         notes=tuple(notes),
-        data_root=data_root,
+        data_root=inputs.root if inputs is not None else None,
     )
 
 
 def with_overrides(p: Plan, *extra: str) -> Plan:
     """The same plan with more `-o` overrides (last one wins), e.g. a changed learning rate."""
     return replace(p, overrides=p.overrides + tuple(extra))
-
-
-def cache_dir() -> Path:
-    """Where generated CPU datasets live: $SWAVBENCH_CACHE_DIR, else <repo>/data/cache (git-ignored)."""
-    from swavbench.paths import REPO_ROOT
-
-    return Path(os.environ.get("SWAVBENCH_CACHE_DIR") or REPO_ROOT / "data" / "cache")
-
-
-def ensure_dataset(spec: SynthData = CPU_DATA, root: Optional[Path] = None) -> Path:
-    """The synthetic dataset of `spec`, generated once (deterministic) into the cache and reused after.
-
-    Generated into a temporary sibling folder and renamed into place, so a concurrent or interrupted
-    generation never leaves a half dataset behind.
-    """
-    import json
-    import shutil
-
-    target = (root or cache_dir()) / spec.key
-    params = {
-        "classes": spec.classes,
-        "train_per_class": spec.train_per_class,
-        "val_per_class": spec.val_per_class,
-        "size": spec.size,
-        "seed": spec.seed,
-    }
-    marker = target / "synth.json"
-    from swavbench.train.synth import STYLE_VERSION, synthesize
-
-    if marker.is_file() and json.loads(marker.read_text()) == {**params, "style_version": STYLE_VERSION}:
-        return target
-
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    synthesize(tmp, **params)
-    try:
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not marker.is_file():
-            raise
-    return target
-
-
-def default_device_profile() -> str:
-    """gpu when paddle sees a CUDA device, else cpu."""
-    from swavbench.harness.baselines import detect_gpu
-
-    return "gpu" if detect_gpu() else "cpu"
 
 
 def plan_for(
@@ -459,16 +383,7 @@ def plan_for(
     overrides: Sequence[str] = (),
     **limits: Optional[float],
 ) -> Plan:
-    """Resolve a case name, pick the device profile, make the CPU dataset if needed, and plan it."""
-    case = resolve_case(name)
-    device_profile = device_profile or default_device_profile()
-    if device_profile == "cpu" and data_root is None and skip_reason(case) is None:
-        data_root = ensure_dataset(case.cpu_data)
-    p = plan(
-        case,
-        device_profile,
-        Path(data_root) if data_root else None,
-        timeout_s=limits.get("timeout_s"),
-        stall_s=limits.get("stall_s"),
-    )
-    return with_overrides(p, *overrides) if overrides else p
+    """The plan of a case by name, its inputs read from disk: swavbench.harness.prepare.plan_for."""
+    from swavbench.harness import prepare
+
+    return prepare.plan_for(name, device_profile, data_root, overrides, **limits)

@@ -191,7 +191,7 @@ def judge(
 
 def update_command(plan: Plan, baseline_dir: Path) -> str:
     """The exact command that records this case's baseline here."""
-    from swavbench.harness.cases import cache_dir
+    from swavbench.harness.prepare import cache_dir
 
     cmd = f"swavbench update-baseline {plan.case.id} --profile {plan.device_profile}"
     if Path(baseline_dir).resolve() != BASELINES_DIR.resolve():
