@@ -59,14 +59,11 @@ def test_unknown_case_on_the_cli_is_one_line_exit_3():
     assert len(errors) == 1 and "known cases:" in errors[0] and "Traceback" not in out.stderr
 
 
-def test_gpu_plan_is_passl_ci(data_root):
+def test_gpu_plan_without_inputs_is_passl_ci_topology_and_marker_unknown():
     p = cases.plan(cases.resolve_case("swav_pt_1n8c_fp16o1"), "gpu")
-    assert p.marker == "200/2599" and p.marker_step == 201 and p.train_profile is None
-    assert "Global.print_batch_step=20" in p.overrides and "Global.max_train_step=201" in p.overrides
-    assert "Global.deterministic=True" in p.overrides and p.tolerances.ips_pct == 5.0
+    assert p.marker == "?" and p.marker_step == 201 and p.train_profile is None and p.tolerances.ips_pct == 5.0
     assert (p.scale.nnodes, p.scale.devices_per_node) == (1, 8)
-    ft = cases.plan(cases.resolve_case("swav_ft_1n4c_fp32"), "gpu")
-    assert ft.marker == "120/126" and ft.world_size == 4
+    assert cases.plan(cases.resolve_case("swav_ft_1n4c_fp32"), "gpu").world_size == 8  # PASSL CI: 8 devices
 
 
 def cpu_plan(case_id: str, data_root: Path) -> cases.Plan:
@@ -99,8 +96,8 @@ def test_too_small_dataset_is_a_clear_error(tmp_path):
         cpu_plan("swav_pt_1n8c_fp16o1", tmp_path)
 
 
-@pytest.mark.parametrize("case_id, classes_key", [("swav_lp_1n8c_fp32", "Model.num_classes=2"),
-                                                   ("swav_ft_1n4c_fp32", "Model.output_dim=2")])
+@pytest.mark.parametrize("case_id, classes_key", [("swav_lp_1n8c_fp32", "Model.class_num=2"),
+                                                   ("swav_ft_1n4c_fp32", "Model.backbone.output_dim=2")])
 def test_classification_cases_start_from_the_cached_pretrain(case_id, classes_key, data_root, monkeypatch):
     monkeypatch.delenv("SWAVBENCH_PRETRAINED", raising=False)
     built = []
@@ -111,6 +108,8 @@ def test_classification_cases_start_from_the_cached_pretrain(case_id, classes_ke
     assert "Global.pretrained_model=/cache/pt/latest" in p.overrides and classes_key in p.overrides
     assert f"DataLoader.Train.dataset.root={data_root / 'train'}" in p.overrides
     assert f"DataLoader.Eval.dataset.root={data_root / 'val'}" in p.overrides
+    if case_id.startswith("swav_ft"):  # PASSL's ./dataset/ILSVRC2012/10percent.txt -> the one of this dataset
+        assert f"DataLoader.Train.dataset.txt_file_name={data_root / '10percent.txt'}" in p.overrides
     # no drop_last: ceil(ceil(n / world) / batch) iterations, as the sampler pads
     assert p.marker == ("40/47" if case_id.startswith("swav_lp") else "0/10")
 

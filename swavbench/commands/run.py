@@ -4,6 +4,9 @@ The CLI twin of the pytest case: launches the case with paddle.distributed.launc
 keeps `reports/runs/<run-id>/` and judges it against `baselines/<this machine's profile>/<case>.json`.
 Exit codes as `compare`: 0 pass, 1 regression, 2 run failed, 3 usage/baseline (also: no baseline here, or a
 case that cannot run on this build).
+
+`--dry-run` launches nothing: it prints every node's exact launch command and environment, the data the
+marker comes from, the marker, the checks and the baseline (works for `--profile gpu` on a CPU-only machine).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from swavbench.harness.cases import DEVICE_PROFILES, plan_for
+from swavbench.harness.cases import DEVICE_PROFILES, Plan, plan_for
 from swavbench.harness.runner import DEFAULT_CONFIRM, DEFAULT_CONFIRM_DELAY_S, execute
 from swavbench.paths import BASELINES_DIR, REPORTS_DIR
 
@@ -82,6 +85,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"(default {DEFAULT_CONFIRM_DELAY_S:g})",
     )
     parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="launch nothing: print every node's launch command and environment, the marker, the checks and "
+        "the baseline the run would use",
+    )
+    parser.add_argument(
         "-o",
         "--override",
         action="append",
@@ -94,6 +103,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     plan = plan_for(args.case, args.profile, args.data_root, args.override, timeout_s=args.timeout, stall_s=args.stall)
+    if args.dry_run:
+        return dry_run(plan, args.baseline_dir)
     outcome = execute(
         plan,
         args.baseline_dir,
@@ -105,3 +116,15 @@ def run(args: argparse.Namespace) -> int:
     )
     print(outcome.text())
     return outcome.exit_code
+
+
+def dry_run(plan: Plan, baseline_dir: Path) -> int:
+    """Print what `run` would launch and judge (swavbench.harness.dryrun); exit 0, or 3 for a case that
+    cannot run on this build."""
+    from swavbench.harness.dryrun import describe
+
+    print(describe(plan, baseline_dir))
+    if plan.skip_reason:
+        print(f"cannot run here: {plan.skip_reason}")
+        return 3
+    return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from swavbench.errors import SwavbenchError
 
@@ -88,9 +88,12 @@ class Case:
     passl_name: str  # PASSL's CI case name (= its config name)
     config: str  # config in configs/
     task: str  # pt (pre-train) | lp (linear probe) | ft (fine-tune)
-    gpu: Scale  # PASSL's own topology and step counts
+    gpu: Scale  # PASSL CI's topology and step counts (tests/CI/ssl/swav/<case>.sh)
     cpu: Scale  # this project's CPU form (gloo ranks)
-    gpu_marker: str  # the line check_result reads on GPU, e.g. "200/2599"
+    # The line PASSL's check_result greps (tests/CI/case.sh), e.g. "200/2599": PASSL's pre-train also reads
+    # ImageNet's val/ (1,331,167 images). It reads PASSL's own logs (update-baseline --from, the passl-a100
+    # baselines); a swavbench run logs the marker computed from the dataset it reads (plan()).
+    passl_marker: str
     warmup_lines: int = 1  # first logged lines left out of the ips mean (PASSL: iteration 0)
     tolerances: Tolerances = field(default_factory=Tolerances)  # GPU: check_result's rules
     # CPU: 8+ gloo ranks share 2 cores. (The lp / ft cases say +-25%: their CPU steps take ~40 ms, so the
@@ -105,7 +108,7 @@ class Case:
     # A failing ips is rerun once after a pause (both runs must fail). Loss, memory exact. GPU +-5%.
     cpu_tolerances: Tolerances = field(default_factory=lambda: Tolerances(ips_pct=20.0))
     metric: str = "loss"
-    deterministic: bool = True  # Global.deterministic (GPU: FLAGS_cudnn_deterministic)
+    deterministic: bool = True  # CPU form: Global.deterministic (GPU: PASSL CI's FLAGS_cudnn_deterministic=1)
     needs_pretrained: bool = False  # lp / ft: a pre-trained SwAV checkpoint (issue 4)
     cpu_data: SynthData = field(default_factory=SynthData)  # the synthetic set a CPU run trains on
     extra_overrides: tuple[str, ...] = ()
@@ -125,7 +128,7 @@ CASES: tuple[Case, ...] = (
         "pt",
         gpu=Scale(1, 8, 201, 20),
         cpu=Scale(1, 8, 21, 5),
-        gpu_marker="200/2599",
+        passl_marker="200/2599",
     ),
     Case(
         "swav_lp_1n8c_fp32",
@@ -134,7 +137,7 @@ CASES: tuple[Case, ...] = (
         "lp",
         gpu=Scale(1, 8, 201, 20),
         cpu=Scale(1, 8, 41, 5),
-        gpu_marker="200/5005",
+        passl_marker="200/5005",
         needs_pretrained=True,
         cpu_tolerances=Tolerances(ips_pct=25.0),
     ),
@@ -143,17 +146,17 @@ CASES: tuple[Case, ...] = (
         "swav_resnet50_224_ft_in1k_1n4c_dp_fp32",
         "swav_resnet50_224_ft_in1k_1n4c_dp_fp32",
         "ft",
-        gpu=Scale(1, 4, 121, 20),
+        gpu=Scale(1, 8, 121, 20, note="PASSL CI runs this 1n4c config on 8 devices (CUDA_VISIBLE_DEVICES=0-7)"),
         cpu=Scale(1, 4, 41, 5),
-        gpu_marker="120/126",
+        passl_marker="120/126",
         needs_pretrained=True,
         cpu_tolerances=Tolerances(ips_pct=25.0),
         # The CPU form uses the reference SwAV 10% setting (trunk 0.01, head 0.2; PASSL's 0.02 / 5 is the
         # reference 1% setting) scaled linearly to the CPU global batch (4 x 8 = 32 vs 256). At head lr 5 the
         # CPU fine-tune diverged (eval CELoss 187 -> 592 in two epochs, measured).
         cpu_overrides=(
-            "Optimizer.LRScheduler.learning_rate=0.00125",
-            "Optimizer.custom_cfg=[{'name': 'head', 'LRScheduler': {'name': 'MultiStepDecay', "
+            "Optimizer.lr.learning_rate=0.00125",
+            "Optimizer.param_groups=[{'name': 'res_model.projection_head', 'lr': {'name': 'MultiStepDecay', "
             "'learning_rate': 0.025, 'milestones': [12, 16], 'gamma': 0.2}}]",
         ),
         note="PASSL CI reads 120/126 every 20 steps, so print_batch_step=20 (the config says 50)",
@@ -172,8 +175,9 @@ CASES: tuple[Case, ...] = (
             note="CPU: 4 launchers x 4 gloo ranks (not x 8) on 127.0.0.1: 32 ranks took "
             "81 s and 13 GB RSS on 2 cores, 16 ranks 48 s and 7 GB",
         ),
-        gpu_marker="200/324",
-        note="no PASSL CI job reads this config; marker derived: 1331167 images // (128 x 32) = 324 iters",
+        passl_marker="200/324",
+        note="no PASSL CI job runs this config: its GPU form is the 1n8c pre-train job's, on 4 nodes x 8 "
+        "(PASSL's marker would be 1,331,167 images // (128 x 32) = 324 iters)",
     ),
 )
 CPU_DATA = SynthData()
@@ -192,23 +196,57 @@ def case_ids() -> list[str]:
     return [c.id for c in CASES]
 
 
+# What PASSL's CI scripts (tests/CI/ssl/swav/*.sh at 5c7359b) pass to every SwAV case, besides the steps.
+PASSL_CI_FLAGS = ("Global.flags.FLAGS_cudnn_exhaustive_search=0", "Global.flags.FLAGS_cudnn_deterministic=1")
+PASSL_CI_ENV = (("FLAGS_stop_check_timeout", "3600"),)  # exported by the same scripts
+PASSL_PRETRAINED = "./pretrained/swav/swav_resnet50_in1k_800ep_bz4096_pretrained"  # lp / ft -o in PASSL CI
+
+
+def passl_ci_overrides(case: Case, pretrained: Optional[str] = None) -> list[str]:
+    """The `-o` list PASSL's CI script of `case` passes, in its order (lp / ft: `pretrained` replaces
+    PASSL's checkpoint path when given)."""
+    overrides = [
+        f"Global.print_batch_step={case.gpu.print_batch_step}",
+        f"Global.max_train_step={case.gpu.max_train_step}",
+        *PASSL_CI_FLAGS,
+    ]
+    if case.needs_pretrained:
+        overrides.append(f"Global.pretrained_model={pretrained or PASSL_PRETRAINED}")
+    return overrides
+
+
 @dataclass(frozen=True)
 class PlanInputs:
     """What `plan()` needs from the disk, as one value (swavbench.harness.prepare gathers it).
 
     `root` is the dataset root (`<root>/train/<class>/*`, `<root>/val`, the subset files beside them);
     `train_images` and `classes` count `<root>/train` as the trainer scans it; `subset_images` is the line
-    count of the fine-tune's subset file (0: no such file); `batch_size` is the config's per-rank batch
-    under the training profile; `pretrained` the checkpoint prefix an lp / ft case starts from.
+    count of the fine-tune's subset file `subset_file`; `batch_size` / `drop_last` are the config's
+    training sampler under the training profile, `config_classes` its class count; `pretrained` the
+    checkpoint prefix an lp / ft case starts from (None on gpu: PASSL CI's path). `root_source`: `given`
+    (--data-root or the CPU synthetic set: the plan points the config at it) or `config` (the config's own
+    root, used as it is).
     """
 
     root: Path
     train_images: int
     classes: int
     batch_size: int
-    subset_file: Optional[str] = None
+    drop_last: bool = True
+    subset_file: Optional[Path] = None
     subset_images: int = 0
     pretrained: Optional[str] = None
+    config_classes: Optional[int] = None
+    root_source: str = "given"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """PASSL's cluster form, as given in the environment: PADDLE_NNODES, PADDLE_MASTER, CUDA_VISIBLE_DEVICES."""
+
+    nnodes: int = 1
+    master: Optional[str] = None
+    devices: Optional[tuple[str, ...]] = None
 
 
 @dataclass(frozen=True)
@@ -231,6 +269,9 @@ class Plan:
     skip_reason: Optional[str] = None
     notes: tuple[str, ...] = ()
     data_root: Optional[Path] = None  # the dataset the marker was computed from
+    env: tuple[tuple[str, str], ...] = ()  # extra launcher environment (GPU: PASSL CI's exports)
+    inputs: Optional[PlanInputs] = None
+    iters_per_epoch: Optional[int] = None
 
     @property
     def world_size(self) -> int:
@@ -277,32 +318,51 @@ def skip_reason(case: Case) -> Optional[str]:
 def data_overrides(case: Case, inputs: PlanInputs) -> tuple[list[str], int, str]:
     """Overrides, training-sample count and a note for running `case` on the dataset of `inputs`.
 
-    Pre-train: the root itself. lp / ft: roots are the split folders (PASSL's ImageFolder convention), the
-    class count comes from the folders, the fine-tune reads the config's subset file beside train/ and val/.
+    A `given` root is pointed at: pre-train the root itself; lp / ft the split folders (PASSL's ImageFolder
+    convention) and the fine-tune's subset file beside them. A `config` root is used as the config has it.
+    The class count is set when the folders' count differs from the config's (PASSL's keys).
     """
-    root = inputs.root
+    root, overrides = inputs.root, []
+    if inputs.root_source == "given":
+        if not case.needs_pretrained:
+            overrides.append(f"DataLoader.Train.dataset.root={root}")
+        else:
+            overrides.append(f"DataLoader.Train.dataset.root={root / 'train'}")
+            overrides.append(f"DataLoader.Eval.dataset.root={root / 'val'}")
+            if case.task == "ft" and inputs.subset_file is not None:
+                overrides.append(f"DataLoader.Train.dataset.txt_file_name={inputs.subset_file}")
+    if case.needs_pretrained and inputs.classes != inputs.config_classes:
+        key = "Model.class_num" if case.task == "lp" else "Model.backbone.output_dim"
+        overrides.append(f"{key}={inputs.classes}")
     if not case.needs_pretrained:
-        return [f"DataLoader.Train.dataset.root={root}"], inputs.train_images, f"pre-train on {root}/train"
-    overrides = [
-        f"DataLoader.Train.dataset.root={root / 'train'}",
-        f"DataLoader.Eval.dataset.root={root / 'val'}",
-        f"Model.num_classes={inputs.classes}" if case.task == "lp" else f"Model.output_dim={inputs.classes}",
-    ]
-    if inputs.pretrained:
-        overrides.append(f"Global.pretrained_model={inputs.pretrained}")
+        return overrides, inputs.train_images, f"pre-train on {root}/train ({inputs.train_images} images)"
     suffix = f"; pre-trained weights: {inputs.pretrained}" if inputs.pretrained else ""
     if case.task == "ft":
         n = inputs.subset_images
         return overrides, n, f"fine-tune on {inputs.subset_file} ({n} images) of {root}{suffix}"
-    return overrides, inputs.train_images, f"linear probe on {root}/train{suffix}"
+    return overrides, inputs.train_images, f"linear probe on {root}/train ({inputs.train_images} images){suffix}"
 
 
-def iters_per_epoch(case: Case, samples: int, batch: int, world_size: int) -> int:
-    """Iterations per epoch: the pre-train drops the last short batch, lp / ft pad it (as their samplers)."""
-    if case.needs_pretrained:
-        per_rank = -(-samples // world_size)
-        return -(-per_rank // batch)
-    return samples // (batch * world_size)
+def iters_per_epoch(samples: int, batch: int, world_size: int, drop_last: bool) -> int:
+    """Iterations per epoch, exactly as the trainer's sampler (swavbench.train.sampler) counts them."""
+    from swavbench.train.sampler import SeededDistributedBatchSampler
+
+    return len(SeededDistributedBatchSampler(samples, batch, 0, world_size, drop_last=drop_last))
+
+
+def _scale(case: Case, device_profile: str, cluster: Optional[Cluster]) -> tuple[Scale, list[str]]:
+    """The profile's topology; on gpu PASSL's cluster variables, when given, decide nodes and devices."""
+    if device_profile == "cpu":
+        return case.cpu, []
+    if cluster is None or (cluster.nnodes == 1 and cluster.devices is None):
+        return case.gpu, []
+    devices = len(cluster.devices) if cluster.devices else case.gpu.devices_per_node
+    scale = replace(case.gpu, nnodes=cluster.nnodes, devices_per_node=devices)
+    if scale.world_size == case.gpu.world_size:
+        return scale, []
+    return scale, [f"topology {scale.nnodes}x{scale.devices_per_node} from PADDLE_NNODES / CUDA_VISIBLE_DEVICES, "
+                   f"not PASSL CI's {case.gpu.nnodes}x{case.gpu.devices_per_node}: loss and ips differ from "
+                   "PASSL's figures"]
 
 
 def plan(
@@ -312,29 +372,38 @@ def plan(
     threads: int = 1,
     timeout_s: Optional[float] = None,
     stall_s: Optional[float] = None,
+    cluster: Optional[Cluster] = None,
 ) -> Plan:
-    """Scale `case` to `device_profile`. With `inputs` (the dataset it will read) the marker is exact."""
+    """Scale `case` to `device_profile`; with `inputs` (the dataset the run will read) the marker is exact.
+
+    gpu: PASSL CI's topology (or the cluster variables given) and its overrides, exactly; cpu: the CPU form.
+    """
     if device_profile not in DEVICE_PROFILES:
         raise SwavbenchError(f"unknown device profile {device_profile!r}; use one of {', '.join(DEVICE_PROFILES)}")
-    scale = case.cpu if device_profile == "cpu" else case.gpu
-    overrides = [
-        f"Global.print_batch_step={scale.print_batch_step}",
-        f"Global.max_train_step={scale.max_train_step}",
-        f"Global.deterministic={case.deterministic}",
-        *case.extra_overrides,
-        *(case.cpu_overrides if device_profile == "cpu" else ()),
-    ]
-    if device_profile == "cpu":
-        # the ranks already fill every core: loader workers would only add processes and scheduling noise
-        overrides.append("DataLoader.Train.loader.num_workers=0")
-    notes = [n for n in (case.note, scale.note) if n]
+    scale, notes = _scale(case, device_profile, cluster)
+    notes = [n for n in (case.note, scale.note) if n] + notes
     reason = skip_reason(case)
-    train_profile = "cpu" if device_profile == "cpu" else None
+    pretrained = inputs.pretrained if inputs is not None else None
+    if device_profile == "gpu":
+        overrides = [*passl_ci_overrides(case, pretrained), *case.extra_overrides]
+    else:
+        overrides = [
+            f"Global.print_batch_step={scale.print_batch_step}",
+            f"Global.max_train_step={scale.max_train_step}",
+            f"Global.deterministic={case.deterministic}",
+            *case.extra_overrides,
+            *case.cpu_overrides,
+            # the ranks already fill every core: loader workers would only add processes and scheduling noise
+            "DataLoader.Train.loader.num_workers=0",
+        ]
+        if case.needs_pretrained and pretrained:
+            overrides.append(f"Global.pretrained_model={pretrained}")
+    marker, marker_step, iters = "?", scale.max_train_step, None
     if inputs is not None and not reason:
         extra, n, note = data_overrides(case, inputs)
         overrides += extra
         notes.append(note)
-        iters = iters_per_epoch(case, n, inputs.batch_size, scale.world_size)
+        iters = iters_per_epoch(n, inputs.batch_size, scale.world_size, inputs.drop_last)
         if case.needs_pretrained and 0 < iters < scale.max_train_step:
             # a fine-tune on a small subset spans epochs (evaluating in between), as a real one does
             notes.append(f"{iters} iters/epoch: the run spans epochs; the marker's last occurrence is judged")
@@ -345,17 +414,12 @@ def plan(
             )
         marker_step = last_logged_step(scale.max_train_step, iters, scale.print_batch_step)
         marker = marker_for(marker_step, iters)
-    elif device_profile == "gpu":
-        marker, marker_step = case.gpu_marker, scale.max_train_step
-        notes.append(f"marker {marker} is PASSL's; pass the dataset root to compute it from the images")
-    else:
-        marker, marker_step = "?", scale.max_train_step
     default_timeout = 900.0 if device_profile == "gpu" else 300.0 + 20.0 * scale.world_size
     return Plan(
         case=case,
         device_profile=device_profile,
         config=case.config,
-        train_profile=train_profile,
+        train_profile="cpu" if device_profile == "cpu" else None,
         overrides=tuple(overrides),
         scale=scale,
         marker=marker,
@@ -368,6 +432,9 @@ def plan(
         skip_reason=reason,
         notes=tuple(notes),
         data_root=inputs.root if inputs is not None else None,
+        env=PASSL_CI_ENV if device_profile == "gpu" else (),
+        inputs=inputs,
+        iters_per_epoch=iters,
     )
 
 
@@ -381,9 +448,9 @@ def plan_for(
     device_profile: Optional[str] = None,
     data_root: Optional[Path] = None,
     overrides: Sequence[str] = (),
-    **limits: Optional[float],
+    **options: Any,
 ) -> Plan:
     """The plan of a case by name, its inputs read from disk: swavbench.harness.prepare.plan_for."""
     from swavbench.harness import prepare
 
-    return prepare.plan_for(name, device_profile, data_root, overrides, **limits)
+    return prepare.plan_for(name, device_profile, data_root, overrides, **options)

@@ -12,12 +12,14 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
-from swavbench.errors import DataError
+from swavbench.errors import CheckpointError, DataError, SwavbenchError
 from swavbench.harness.cases import (
     CPU_DATA,
+    PASSL_PRETRAINED,
     Case,
+    Cluster,
     Plan,
     PlanInputs,
     SynthData,
@@ -56,18 +58,22 @@ def count_subset(path: Path) -> int:
     return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else 0
 
 
-def batch_size(case: Case, train_profile: Optional[str]) -> int:
-    """Per-rank batch of the case's config under the training profile (cpu.yaml sets 8)."""
-    from swavbench.train.config import get, load_config
+def config_facts(case: Case, train_profile: Optional[str], overrides: Sequence[str] = ()) -> dict:
+    """What the case's config says about its data under the training profile and the user's `-o` overrides:
+    the per-rank batch, drop_last, the class count, its own data root and (fine-tune) its subset file."""
+    from swavbench.train.config import class_count, get, load_config, subset_path
 
-    return int(get(load_config(case.config, profile=train_profile), "DataLoader.Train.sampler.batch_size", 64))
-
-
-def subset_file_name(case: Case) -> str:
-    """The fine-tune's subset file (the config's txt_file_name), read beside train/ and val/."""
-    from swavbench.train.config import get, load_config
-
-    return get(load_config(case.config), "DataLoader.Train.dataset.txt_file_name", "10percent.txt")
+    config = load_config(case.config, overrides, profile=train_profile)
+    train = get(config, "DataLoader.Train.dataset", {}) or {}
+    root = get(config, "DataLoader.Train.dataset.root")
+    return {
+        "batch_size": int(get(config, "DataLoader.Train.sampler.batch_size", 64)),
+        "drop_last": bool(get(config, "DataLoader.Train.sampler.drop_last", not case.needs_pretrained)),
+        "classes": class_count(config, case.task == "ft")[1] if case.needs_pretrained else None,
+        # lp / ft configs name the split folder (PASSL's ImageFolder root): the dataset root is above it
+        "root": (Path(root).parent if case.needs_pretrained else Path(root)) if root else None,
+        "subset": subset_path(train) if case.task == "ft" else None,
+    }
 
 
 def cache_dir() -> Path:
@@ -124,32 +130,88 @@ def cpu_pretrained(data_root: Path) -> str:
     return str(pretrained_checkpoint(PRETRAIN_CONFIG, "cpu", data_root, overrides, cache_dir() / "pretrained"))
 
 
-def plan_inputs(case: Case, device_profile: str, data_root: Path) -> PlanInputs:
-    """Count what `case` will read under `data_root` (DataError when `<root>/train` is missing)."""
-    root = Path(data_root)
-    if not (root / "train").is_dir():
-        raise DataError(
-            f"missing dataset: {root}/train not found (expected <root>/train/<class>/*.jpg); "
-            "pass the right --data-root, or omit it on cpu to use the cached synthetic set"
-        )
+def pretrained_exists(prefix: str) -> bool:
+    """A checkpoint prefix as swavbench.train.pretrained resolves it: PREFIX.pdparams, PREFIX.npz or PREFIX."""
+    return any(Path(p).is_file() for p in (f"{prefix}.pdparams", f"{prefix}.npz", prefix))
+
+
+def _resolve_root(case: Case, device_profile: str, data_root: Optional[Path], facts: dict) -> tuple[Path, str]:
+    """(dataset root, where it came from): --data-root as given; on gpu without it, the config's own root
+    when it exists here, else a DataError saying what to pass."""
+    if data_root is not None:
+        root = Path(data_root)
+        if not (root / "train").is_dir():
+            raise DataError(
+                f"missing dataset: {root}/train not found (expected <root>/train/<class>/*.jpg); "
+                "pass the right --data-root, or omit it on cpu to use the cached synthetic set"
+            )
+        return root, "given"
+    root = facts["root"]
+    if root is not None and (root / "train").is_dir():
+        return root, "config"
+    key = "DataLoader.Train.dataset.root"
+    raise DataError(
+        f"{case.id}: no dataset here: the config's {key} ({facts['root'] or 'unset'}) has no train/ folder "
+        f"under {Path.cwd()}; pass --data-root DIR (DIR/train/<class>/*.JPEG, DIR/val"
+        + (", DIR/10percent.txt" if case.task == "ft" else "") + ") or run from the folder that holds it"
+    )
+
+
+def plan_inputs(
+    case: Case, device_profile: str, data_root: Optional[Path], overrides: Sequence[str] = ()
+) -> PlanInputs:
+    """Count what `case` will read: `data_root` (cpu: the synthetic set) or, on gpu, the config's own root;
+    the config is read with the user's `overrides` (a changed batch or subset file changes the marker).
+
+    DataError when the dataset or the fine-tune's subset file is missing; CheckpointError when an lp / ft
+    case's pre-trained weights are missing on gpu (PASSL would train from random weights).
+    """
     train_profile = "cpu" if device_profile == "cpu" else None
+    facts = config_facts(case, train_profile, overrides)
+    root, source = _resolve_root(case, device_profile, data_root, facts)
     subset, subset_images, pretrained = None, 0, None
     if case.task == "ft":
-        subset = subset_file_name(case)
-        subset_images = count_subset(root / subset)
+        subset = facts["subset"]
+        if source == "given" and subset is not None and not subset.is_absolute():
+            subset = root / subset.name  # the subset file of the dataset given, beside its train/ and val/
+        if subset is None or not subset.is_file():
+            raise DataError(f"{case.id}: subset file {subset} not found (SimCLR format: one image name a line, "
+                            f"beside train/ and val/); the config's txt_file_name names it")
+        subset_images = count_subset(subset)
     if case.needs_pretrained:
         pretrained = os.environ.get("SWAVBENCH_PRETRAINED") or (
             cpu_pretrained(root) if device_profile == "cpu" else None
         )
+        prefix = pretrained or PASSL_PRETRAINED
+        if device_profile == "gpu" and not pretrained_exists(prefix):
+            raise CheckpointError(
+                f"{case.id}: pre-trained weights {prefix}.pdparams not found under {Path.cwd()}: put PASSL's "
+                "SwAV checkpoint there or set SWAVBENCH_PRETRAINED=<checkpoint prefix>"
+            )
     return PlanInputs(
         root=root,
         train_images=count_images(root),
         classes=count_classes(root),
-        batch_size=batch_size(case, train_profile),
+        batch_size=facts["batch_size"],
+        drop_last=facts["drop_last"],
         subset_file=subset,
         subset_images=subset_images,
         pretrained=pretrained,
+        config_classes=facts["classes"],
+        root_source=source,
     )
+
+
+def cluster_from_env(environ: Mapping[str, str]) -> Optional[Cluster]:
+    """PASSL's cluster variables as launch reads them (swavbench.harness.launch.cluster_from_env), or None."""
+    from swavbench.harness.launch import cluster_from_env as launch_fields
+
+    fields = launch_fields(environ)
+    if not fields:
+        return None
+    devices = fields.get("devices")
+    return Cluster(int(fields.get("nnodes", 1)), fields.get("master"),
+                   tuple(d for d in devices.split(",") if d.strip()) if devices else None)
 
 
 def default_device_profile() -> str:
@@ -164,13 +226,31 @@ def plan_for(
     device_profile: Optional[str] = None,
     data_root: Optional[Path] = None,
     overrides: Sequence[str] = (),
+    environ: Optional[Mapping[str, str]] = None,
+    launch: bool = True,
     **limits: Optional[float],
 ) -> Plan:
-    """Resolve a case name, pick the device profile, make the CPU dataset if needed, and plan it."""
+    """Resolve a case name, pick the device profile, make the CPU dataset if needed, read what the run will
+    read, and plan it. On gpu PASSL's cluster variables (`environ`, default os.environ) set the topology.
+    `launch=False` plans for reading finished logs only: no dataset, checkpoint or cluster is looked for
+    on gpu (the marker then comes from the logs' run header)."""
     case = resolve_case(name)
     device_profile = device_profile or default_device_profile()
-    if device_profile == "cpu" and data_root is None and skip_reason(case) is None:
-        data_root = ensure_dataset(case.cpu_data)
-    inputs = plan_inputs(case, device_profile, Path(data_root)) if data_root and not skip_reason(case) else None
-    p = plan(case, device_profile, inputs, timeout_s=limits.get("timeout_s"), stall_s=limits.get("stall_s"))
+    cluster = cluster_from_env(os.environ if environ is None else environ) if device_profile == "gpu" else None
+    if device_profile == "gpu" and not launch and data_root is None:
+        return plan(case, device_profile, None, timeout_s=limits.get("timeout_s"), stall_s=limits.get("stall_s"),
+                    cluster=cluster)
+    if device_profile == "gpu" and case.multinode and (cluster is None or cluster.nnodes < 2):
+        raise SwavbenchError(
+            f"{case.id} runs on {case.gpu.nnodes} nodes x {case.gpu.devices_per_node} GPUs: on every node set "
+            f"PADDLE_NNODES={case.gpu.nnodes}, PADDLE_MASTER=<node 0 ip:port> and CUDA_VISIBLE_DEVICES=0,...,"
+            f"{case.gpu.devices_per_node - 1} (PASSL's cluster form), then run the same command there"
+        )
+    inputs = None
+    if skip_reason(case) is None:
+        if device_profile == "cpu" and data_root is None:
+            data_root = ensure_dataset(case.cpu_data)
+        inputs = plan_inputs(case, device_profile, Path(data_root) if data_root else None, overrides)
+    p = plan(case, device_profile, inputs, timeout_s=limits.get("timeout_s"), stall_s=limits.get("stall_s"),
+             cluster=cluster)
     return with_overrides(p, *overrides) if overrides else p

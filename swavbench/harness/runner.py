@@ -95,6 +95,7 @@ def launch_spec(plan: Plan, log_dir: Path, worker: Optional[Sequence[str]] = Non
         threads=plan.threads,
         timeout_s=plan.timeout_s,
         stall_s=plan.stall_s,
+        env=dict(plan.env),
     )
     if plan.device_profile == "gpu":
         fields.update(launch.cluster_from_env(os.environ))
