@@ -195,3 +195,21 @@ def test_dry_run_names_passl_figures_and_whether_their_marker_matches(tmp_path):
 def test_dry_run_without_a_dataset_fails_with_what_to_pass(tmp_path):
     proc = dry_run("swav_pt_1n8c_fp16o1", tmp_path, ONE_NODE, tmp_path / "b")
     assert proc.returncode == 4 and "pass --data-root DIR" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_dry_run_on_a_gpu_node_reads_that_profile_baseline(passl_cwd, monkeypatch, capsys):
+    from swavbench.cli import main
+    from swavbench.harness import baselines
+
+    monkeypatch.setattr(baselines, "detect_gpu", lambda: ("NVIDIA A100-SXM4-40GB", 8))  # a stand-in GPU node
+    for key, value in ONE_NODE.items():
+        monkeypatch.setenv(key, value)
+    path = passl_cwd / "b" / "gpu-a100-sxm4-40gb-x8" / "swav_pt_1n8c_fp16o1.json"
+    metrics = {"loss": "7.91234", "ips": 1010.5, "max_mem": "8.40", "marker": "200/2502"}
+    baselines.write_baseline(path, baselines.Baseline("swav_pt_1n8c_fp16o1", "gpu-a100-sxm4-40gb-x8", metrics,
+                                                      {"ips_pct": 3.0, "loss": "exact", "max_mem": "exact"}))
+    assert main(["run", "swav_pt_1n8c_fp16o1", "--profile", "gpu", "--dry-run", "--baseline-dir",
+                 str(passl_cwd / "b")]) == 0
+    out = capsys.readouterr().out
+    assert f"baseline: {path}: loss 7.91234, ips 1010.5, max mem 8.40 at 200/2502" in out
+    assert "checks (tolerances: the baseline's):" in out and "diff strictly inside +-3%" in out

@@ -155,6 +155,9 @@ def test_run_header_records_each_gpu_path_and_the_test_that_exercises_it(synth_d
 
 # ---- SyncBatchNorm -----------------------------------------------------------------------------------------
 def test_sync_batchnorm_conversion_of_the_real_models():
+    assert gpu.sync_batchnorm_mode(True, "gpu", 8) == "SyncBatchNorm"  # what the trainers then convert
+    assert gpu.sync_batchnorm_mode(True, "cpu", 8).startswith("BatchNorm per rank")
+    assert gpu.sync_batchnorm_mode(True, "gpu", 1) == gpu.sync_batchnorm_mode(False, "gpu", 8) == "BatchNorm"
     paddle.seed(0)
     model = build_pretrain_model(load_config(PASSL / f"{PT}.yaml"))  # PASSL's ResNet-50 SwAV model
     before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
@@ -183,6 +186,7 @@ class FakeCuda:
 
 
 def test_max_mem_reads_the_device_module():
+    assert gpu.max_mem_source("gpu").startswith("paddle.device.cuda.max_memory_allocated")
     peak = peak_memory_gb("gpu", cuda=FakeCuda(int(8.37 * 1024**3)))
     assert peak == pytest.approx(8.37)
     line = format_train_line(1, 400, 200, 2502, 0.6, {"loss": 7.9}, 0.5, 0.001, 963.27, peak, 100)

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Mapping, Optional
 
-from swavbench.harness import launch
-from swavbench.harness.baselines import Baseline, baseline_path, detect_gpu, load_baseline
+from swavbench.harness import baselines, launch
+from swavbench.harness.baselines import Baseline, baseline_path, gpu_profile, load_baseline
 from swavbench.harness.cases import Plan
 
 PACKAGED_BASELINES = Path(__file__).resolve().parent.parent / "resources" / "baselines"  # PASSL's published ones
@@ -58,12 +58,14 @@ def _baseline_lines(plan: Plan, baseline_dir: Path) -> tuple[list[str], Optional
     from swavbench.harness.runner import profile_of
 
     lines, baseline = [], None
-    if plan.device_profile == "gpu" and detect_gpu() is None:
+    device = baselines.detect_gpu() if plan.device_profile == "gpu" else None
+    if plan.device_profile == "gpu" and device is None:
         path = Path(baseline_dir) / "gpu-<model>-x<count>" / f"{plan.case.id}.json"
         lines.append(f"baseline: {path} (the profile key is made on the GPU node from paddle's device name "
                      "and count; this machine has no GPU)")
     else:
-        path = baseline_path(baseline_dir, profile_of(plan), plan.case.id)
+        profile = gpu_profile(*device) if device else profile_of(plan)
+        path = baseline_path(baseline_dir, profile, plan.case.id)
         if path.is_file():
             baseline = load_baseline(path)
             m = baseline.metrics

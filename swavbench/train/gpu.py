@@ -139,8 +139,25 @@ def amp_takes_effect(amp: AmpPlan) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# SyncBatchNorm
+# SyncBatchNorm and the max mem source
 # ---------------------------------------------------------------------------------------------------------
+def sync_batchnorm_mode(wanted: bool, device: str, world_size: int) -> str:
+    """What the run's BatchNorm is (recorded as `sync_batchnorm`): SyncBatchNorm over every rank on several
+    GPUs (PASSL: global SyncBN, `apex: False`), per-rank BN on cpu (paddle has no SyncBN kernel there)."""
+    if wanted and world_size > 1 and device == "gpu":
+        return "SyncBatchNorm"
+    if wanted and world_size > 1:
+        return "BatchNorm per rank (SyncBatchNorm requested; paddle has no SyncBatchNorm kernel on cpu)"
+    return "BatchNorm"
+
+
+def max_mem_source(device: str) -> str:
+    """Where the log line's `max mem` comes from (swavbench.train.runtime.peak_memory_gb reads it)."""
+    if device == "gpu":
+        return "paddle.device.cuda.max_memory_allocated (peak allocated device memory)"
+    return 'paddle.base.core.host_memory_stat_peak_value("Allocated", 0) (peak allocated host memory)'
+
+
 def count_batchnorms(model: paddle.nn.Layer, kind: Optional[type] = None) -> int:
     """BatchNorm layers of `model` (of `kind`, default every _BatchNormBase)."""
     kind = kind or paddle.nn.layer.norm._BatchNormBase

@@ -109,20 +109,12 @@ def setup_runtime(config: dict) -> Runtime:
         note += f"; paddle {paddle.__version__} ignores auto_cast here: a probe matmul stays float32"
 
     wants_sync = bool((config.get("DistributedStrategy") or {}).get("sync_batchnorm", True))
-    if wants_sync and requested == "gpu" and world_size > 1:
-        sync = "SyncBatchNorm"
-    elif wants_sync and world_size > 1:
-        sync = "BatchNorm per rank (SyncBatchNorm requested; paddle has no SyncBatchNorm kernel on cpu)"
-    else:
-        sync = "BatchNorm"
+    sync = gpu.sync_batchnorm_mode(wants_sync, requested, world_size)
 
     flags = gpu.runtime_flags(glob, requested)
     applied = gpu.apply_flags(flags, requested)
     deterministic = bool(glob.get("deterministic", False)) or gpu.flags_deterministic(flags)
-    mem_source = (
-        "paddle.device.cuda.max_memory_allocated (peak allocated device memory)" if requested == "gpu"
-        else 'paddle.base.core.host_memory_stat_peak_value("Allocated", 0) (peak allocated host memory)'
-    )
+    mem_source = gpu.max_mem_source(requested)
     paths = {
         "runtime_flags": gpu.path_record(requested == "gpu", set=sorted(applied["set"]),
                                          exercised_by=gpu.CPU_TESTS["runtime_flags"]),
