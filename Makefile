@@ -22,7 +22,7 @@ demo: setup
 
 test: setup
 	bash scripts/ensure_chromium.sh
-	$(PY) -m pytest -m "not gpu"
+	$(PY) -m pytest -m "not gpu" --swavbench-session-baselines
 
 lint: setup
 	$(VENV)/bin/ruff check swavbench tests cases benchmarks conftest.py

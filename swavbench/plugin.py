@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import shutil
 import sys
+import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import pytest
 
@@ -62,6 +64,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--swavbench-update-baseline",
         action="store_true",
         help="record each case's baseline from this run instead of judging it",
+    )
+    group.addoption(
+        "--swavbench-record-missing",
+        action="store_true",
+        help="a case with no baseline for this machine's profile records one from a first run, then judges a rerun",
+    )
+    group.addoption(
+        "--swavbench-session-baselines",
+        action="store_true",
+        help="judge every case against a baseline this session records on this machine first (a temporary "
+        "baseline dir; implies --swavbench-record-missing): what `make test` uses, so the suite holds on any "
+        "machine",
     )
     group.addoption(
         "--swavbench-data-root",
@@ -123,6 +137,14 @@ class Session:
         profile = opt("swavbench_profile")
         self.device_profile = None if profile == "auto" else profile
         self.baseline_dir: Path = opt("swavbench_baseline_dir")
+        self.session_baselines: Optional[Path] = None
+        self.record_missing: bool = opt("swavbench_record_missing")
+        if opt("swavbench_session_baselines"):
+            if opt("swavbench_update_baseline"):
+                raise pytest.UsageError("--swavbench-session-baselines records into a temporary dir: it cannot be "
+                                        "combined with --swavbench-update-baseline")
+            self.session_baselines = self.baseline_dir = Path(tempfile.mkdtemp(prefix="swavbench-session-baselines-"))
+            self.record_missing = True
         self.reports_dir: Path = opt("swavbench_reports_dir")
         self.allow_mismatch: bool = opt("swavbench_allow_mismatch")
         self.update: bool = opt("swavbench_update_baseline")
@@ -132,6 +154,7 @@ class Session:
         worker = opt("swavbench_worker")
         self.worker = shlex.split(worker) if worker else None
         self._runs: dict[tuple, runner.Outcome] = {}
+        self.recorded: list[runner.Outcome] = []  # runs that recorded a missing baseline (then were rerun)
 
     def plan(self, case_id: str, *overrides: str) -> Plan:
         """The case scaled to this session's profile (the CPU dataset is made once and cached)."""
@@ -144,18 +167,25 @@ class Session:
             plan = self.plan(case_id, *overrides)
             if plan.skip_reason:
                 pytest.skip(plan.skip_reason)
+            from swavbench.commands.run import execute_or_record
+
             with self._uncaptured():
                 sys.stdout.write("\n")
-                self._runs[key] = runner.execute(
+                outcomes = execute_or_record(
                     plan,
                     self.baseline_dir,
                     self.reports_dir,
-                    self.allow_mismatch,
-                    self.worker,
+                    record_missing=self.record_missing and not self.update,
                     stream=sys.stdout,
+                    data_root=self.data_root,
+                    ips_gate=SESSION_IPS_NOTE if self.session_baselines is not None else None,
+                    allow_mismatch=self.allow_mismatch,
+                    worker=self.worker,
                     confirm=self.confirm,
                     confirm_delay_s=self.confirm_delay_s,
                 )
+            self.recorded += outcomes[:-1]
+            self._runs[key] = outcomes[-1]
         return self._runs[key]
 
     def _uncaptured(self):
@@ -172,6 +202,8 @@ class Session:
         if self.update:
             return self._record(outcome)
         if outcome.exit_code != 0:
+            if self.session_baselines is not None and outcome.verdict.status == "regression":
+                outcome.verdict.advice = session_advice(outcome)
             pytest.fail(outcome.text(), pytrace=False)
         return outcome
 
@@ -190,14 +222,39 @@ class Session:
         return outcome
 
 
+SESSION_IPS_NOTE = (
+    "the baseline is a run of this same code on this machine minutes ago, so an ips difference is this "
+    "machine's speed moving, not the code; judge throughput with swavbench ab or a nightly machine's baseline"
+)
+
+
+def session_advice(outcome: runner.Outcome) -> str:
+    """What a regression means when the baseline came from a run of the same code minutes earlier."""
+    failed = {c.metric for c in outcome.verdict.checks if c.verdict == "fail"}
+    case = outcome.plan.case.id
+    if outcome.plan.case.metric in failed:
+        return (f"two runs of the same code in this session logged different {outcome.plan.case.metric} values: "
+                f"the run is not repeatable on this machine; find the first differing step with "
+                f"swavbench determinism {case}")
+    if failed & set(runner.IPS_METRICS):
+        return ("the same code ran outside the ips band of a run minutes earlier, twice: this machine's speed "
+                "changed (another job on it?); rerun when it is quiet")
+    return f"two runs of the same code in this session disagree on {', '.join(sorted(failed))}"
+
+
 @pytest.fixture(scope="session")
-def swavbench(pytestconfig: pytest.Config) -> Session:
+def swavbench(pytestconfig: pytest.Config) -> Iterator[Session]:
     """Run swavbench cases: `swavbench.check("swav_pt_1n8c_fp16o1")` fails the test unless the case passes."""
-    return Session(pytestconfig)
+    session = Session(pytestconfig)
+    yield session
+    if session.session_baselines is not None:  # the session's own baselines live as long as the session
+        shutil.rmtree(session.session_baselines, ignore_errors=True)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     profile = config.getoption("swavbench_profile")
+    if config.getoption("swavbench_session_baselines"):
+        return [f"swavbench: profile {profile}, baselines recorded by this session on this machine (temporary dir)"]
     return [f"swavbench: profile {profile}, baselines {config.getoption('swavbench_baseline_dir')}"]
 
 

@@ -149,6 +149,17 @@ def test_sigstop_hang_is_caught_by_the_watchdog(tmp_path, data_root):
     no_leftovers(res)
 
 
+def test_a_dead_rank_whose_peers_wait_is_a_death_not_a_hang(tmp_path, data_root):
+    """The watchdog fires before launch reports the death (as on a loaded machine; here a 1 s watchdog): a rank
+    process vanished while the others wait in a collective, so launch gets its grace to report the rank."""
+    env = {"FAKE_CRASH_RANK": "2", "FAKE_CRASH_STEP": "5", "FAKE_CRASH_MODE": "kill",
+           "FAKE_SYNC_DIR": str(tmp_path), "FAKE_STEP_S": "0.05"}  # fmt: skip
+    res = launch.run(spec(tmp_path, data_root, nproc=4, env=env, steps=200, stall_s=1.0))
+    assert res.status == "failed" and res.failed_rank == 2, res.message
+    assert "hang" not in res.message
+    no_leftovers(res)
+
+
 def test_sleeping_hang_and_timeout(tmp_path, data_root):
     env = {"FAKE_HANG_RANK": "0", "FAKE_HANG_STEP": "2"}
     res = launch.run(spec(tmp_path, data_root, env=env, stall_s=3.0))

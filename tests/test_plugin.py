@@ -83,6 +83,60 @@ def test_record_then_pass_then_regression(run_cases, monkeypatch):
     assert result.ret == 1
 
 
+def test_session_baselines_record_then_judge_a_rerun_and_leave_the_checked_in_ones_alone(run_cases, tmp_path):
+    """`make test`'s mode: each case records its own baseline on this machine first, then a rerun is judged."""
+    home = tmp_path / "baselines"  # the checked-in dir of this invocation: must stay untouched
+    result = run_cases("-k", "swav_pt_1n8c_fp16o1", "--swavbench-session-baselines", "-s")
+    result.assert_outcomes(passed=1, deselected=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*baselines recorded by this session on this machine*",
+            "*no baseline for this machine's profile cpu-*-*t: recording one from run *, then running the case*",
+            "*new baseline cpu-*/swav_pt_1n8c_fp16o1:*",
+        ]
+    )
+    assert not home.exists()
+    records = sorted((tmp_path / "reports" / "runs").glob("*/result.json"))
+    assert len(records) == 2  # the recording run and the judged rerun, both kept for the report
+    statuses = sorted(__import__("json").loads(r.read_text())["status"] for r in records)
+    assert statuses == ["no_baseline", "pass"]
+
+
+def test_session_baselines_still_fail_a_changed_rerun(run_cases, monkeypatch, tmp_path):
+    """A session-recorded baseline is a real gate: a rerun whose loss differs (here the recording run's loss is
+    bumped once, the rerun is clean) fails on loss with exit 1."""
+    monkeypatch.setenv("FAKE_ONCE_FILE", str(tmp_path / "once"))
+    monkeypatch.setenv("FAKE_LOSS_BUMP", "0.00001")
+    result = run_cases("-k", "swav_pt_1n8c_fp16o1", "--swavbench-session-baselines")
+    result.assert_outcomes(failed=1, deselected=3)
+    result.stdout.fnmatch_lines(
+        ["*loss*fail*", "*REGRESSION: loss changed at*", "*what to do: two runs of the same code in this session*"]
+    )
+    assert result.ret == 1
+
+
+def test_session_baselines_report_ips_without_gating_it(run_cases, monkeypatch, tmp_path):
+    """Two runs of the same code minutes apart differ in ips only by the machine's speed: in session mode the
+    rerun's ips is shown (marked not gated) and the case passes on exact loss and memory, without a rerun."""
+    monkeypatch.setenv("FAKE_ONCE_FILE", str(tmp_path / "once"))
+    monkeypatch.setenv("FAKE_IPS_SCALE", "0.5")  # the recording run was slow (a busy machine), the rerun is not
+    result = run_cases("-k", "swav_pt_1n8c_fp16o1", "--swavbench-session-baselines", "-s")
+    result.assert_outcomes(passed=1, deselected=3)
+    records = [__import__("json").loads(p.read_text()) for p in (tmp_path / "reports" / "runs").glob("*/result.json")]
+    judged = next(r for r in records if r["status"] != "no_baseline")
+    assert judged["status"] == "pass" and "attempts" not in judged
+    assert "faster than baseline" in judged["message"] and "reported, not gated" in judged["message"]
+    steady = next(c for c in judged["checks"] if c["metric"] == "ips_steady")
+    assert steady["verdict"] == "info" and steady["tolerance"].endswith("(not gated)")
+
+
+def test_record_missing_keeps_the_recorded_baseline(run_cases, tmp_path):
+    result = run_cases("-k", "swav_pt_1n8c_fp16o1", "--swavbench-record-missing")
+    result.assert_outcomes(passed=1, deselected=3)
+    assert len(list((tmp_path / "baselines").glob("cpu-*/swav_pt_1n8c_fp16o1.json"))) == 1
+    run_cases("-k", "swav_pt_1n8c_fp16o1").assert_outcomes(passed=1, deselected=3)  # judged against it
+
+
 def test_crashed_rank_is_named(run_cases, monkeypatch, tmp_path):
     monkeypatch.setenv("FAKE_CRASH_RANK", "6")
     monkeypatch.setenv("FAKE_CRASH_STEP", "5")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -486,7 +487,10 @@ def no_process_left(tag: str) -> None:
 @pytest.mark.parametrize(
     "env,kind,text",
     [
-        ({"FAKE_CRASH_RANK": "2", "FAKE_CRASH_STEP": "5", "FAKE_CRASH_MODE": "kill"}, "rank_died", "rank 2 exited"),
+        # launch reports the dead rank; on a loaded machine the watchdog may see its peers stall first, and the
+        # vanished process still names it
+        ({"FAKE_CRASH_RANK": "2", "FAKE_CRASH_STEP": "5", "FAKE_CRASH_MODE": "kill"}, "rank_died",
+         "rank 2 (exited|died)"),
         ({"FAKE_HANG_RANK": "4", "FAKE_HANG_STEP": "5", "FAKE_HANG_MODE": "sigstop"}, "hang", "rank 4 stopped"),
     ],
 )
@@ -497,7 +501,7 @@ def test_dead_or_frozen_rank_stops_every_process(recorded, data_root, dirs, monk
     before = recorded["second"].baseline_file.read_bytes()
     t0 = time.monotonic()
     out = execute(plan(data_root, stall_s=4.0), dirs)
-    assert out.exit_code == 2 and out.verdict.failure_kind == kind and text in out.verdict.message, out.text()
+    assert out.exit_code == 2 and out.verdict.failure_kind == kind and re.search(text, out.verdict.message), out.text()
     assert time.monotonic() - t0 < 40
     assert json.loads((out.run_dir / "result.json").read_text())["failure"]["kind"] == kind
     assert recorded["second"].baseline_file.read_bytes() == before

@@ -2,8 +2,11 @@
 
 The check_result replacement: one table (metric, baseline, measured, diff, tolerance, verdict), one line
 saying what happened and one saying what to do. Exit 0 pass, 1 regression, 2 run failed, 3 usage/baseline.
-The marker defaults to the baseline's. The profile checked against the baseline is this machine's
-(`--profile` for a log from another machine); the paddle version is the run header's, else the installed one.
+The marker defaults to the baseline's. The log is judged against the file named: it is refused only when
+the log's own run header proves another device class (cpu vs gpu) or another case. A log without a run
+header (every PASSL log) has no known machine: it is judged, with one warning line saying so. Another
+machine profile or paddle version in the header is a warning too (`--profile` names the log's machine
+when the header does not).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 from typing import Optional
 
 from swavbench.commands.parse import add_log_options, analysis_dict, health_lines
-from swavbench.harness.baselines import check_compatible, load_baseline, machine_profile
+from swavbench.harness.baselines import check_named_baseline, load_baseline, resolve_baseline_file
 from swavbench.harness.compare import Verdict, compare, format_table, verdict_from_failure, verdict_to_dict
 from swavbench.harness.metrics import RunAnalysis, analyse_logdir
 
@@ -23,28 +26,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_log_options(parser)
     parser.add_argument("--baseline", required=True, metavar="FILE", help="baseline JSON file")
     parser.add_argument("--allow-mismatch", action="store_true",
-                        help="compare even if the baseline is from another profile or paddle version")
+                        help="compare even if the run header shows another device class (cpu/gpu) or case")
     parser.add_argument("--profile", default=None,
-                        help="profile the log was produced on (default: this machine's)")
+                        help="machine profile the log was produced on (default: the run header's, if any)")
     parser.set_defaults(func=run)
 
 
-def _installed_paddle() -> Optional[str]:
-    from importlib import metadata
-
-    for dist in ("paddlepaddle", "paddlepaddle-gpu"):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def _run_facts(a: RunAnalysis) -> tuple[Optional[str], Optional[str], Optional[int]]:
-    """(paddle_version, device, threads) from rank 0's run header when present."""
-    header = (a.logs.get(0).header if a.logs.get(0) else None) or {}
-    threads = header.get("threads")
-    return header.get("paddle_version"), header.get("device"), threads if isinstance(threads, int) else None
+def _header(a: RunAnalysis) -> Optional[dict]:
+    """Rank 0's run header, or None (a PASSL log has none)."""
+    log = a.logs.get(0)
+    return (log.header if log else None) or None
 
 
 def judge(a: RunAnalysis, baseline, case_id: str) -> Verdict:
@@ -55,11 +46,17 @@ def judge(a: RunAnalysis, baseline, case_id: str) -> Verdict:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.baseline = resolve_baseline_file(args.baseline)
     baseline = load_baseline(args.baseline)
     a = analyse_logdir(args.logdir, args.marker or baseline.metrics["marker"], args.warmup, args.metric)
-    paddle_version, device, threads = _run_facts(a)
-    profile = args.profile or machine_profile(threads=threads, device=device)
-    warnings = check_compatible(baseline, profile, paddle_version or _installed_paddle(), args.allow_mismatch)
+    header = _header(a)
+    if header is not None and args.profile:
+        header = {**header, "machine_profile": args.profile}
+    elif header is None and args.profile:
+        header = {"machine_profile": args.profile}
+    paddle_version = (header or {}).get("paddle_version")
+    warnings = check_named_baseline(baseline, header, paddle_version, args.allow_mismatch)
+    profile = (header or {}).get("machine_profile")
     verdict = judge(a, baseline, baseline.case)
     if args.json:
         print(json.dumps({"verdict": verdict_to_dict(verdict), "warnings": warnings, "profile": profile,

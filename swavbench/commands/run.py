@@ -5,6 +5,11 @@ keeps `reports/runs/<run-id>/` and judges it against `baselines/<this machine's 
 Exit codes as `compare`: 0 pass, 1 regression, 2 run failed, 3 usage/baseline (also: no baseline here, or a
 case that cannot run on this build).
 
+`--record-missing`: when this machine's profile has no baseline yet, record one from this run (as
+`update-baseline CASE --from <run>` would), then run the case again and judge that rerun. `make demo` and
+the test suite's cases (`--swavbench-session-baselines`) work this way, so a new machine always ends with
+a verdict.
+
 `--dry-run` launches nothing: it prints every node's exact launch command and environment, the data the
 marker comes from, the marker, the checks and the baseline (works for `--profile gpu` on a CPU-only machine).
 """
@@ -14,9 +19,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional, TextIO
 
 from swavbench.harness.cases import DEVICE_PROFILES, Plan, plan_for
-from swavbench.harness.runner import DEFAULT_CONFIRM, DEFAULT_CONFIRM_DELAY_S, execute
+from swavbench.harness.runner import DEFAULT_CONFIRM, DEFAULT_CONFIRM_DELAY_S, Outcome, execute
 from swavbench.paths import BASELINES_DIR, REPORTS_DIR
 
 
@@ -91,6 +97,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the baseline the run would use",
     )
     parser.add_argument(
+        "--record-missing",
+        action="store_true",
+        help="no baseline for this machine's profile yet: record one from this run, then judge a rerun",
+    )
+    parser.add_argument(
         "-o",
         "--override",
         action="append",
@@ -101,21 +112,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def execute_or_record(
+    plan: Plan,
+    baseline_dir: Path,
+    reports_dir: Path,
+    record_missing: bool = False,
+    stream: Optional[TextIO] = None,
+    data_root: Optional[Path] = None,
+    **execute_kw,
+) -> list[Outcome]:
+    """Run and judge `plan`; with `record_missing`, a run that finds no baseline records one and is rerun.
+
+    Returns every outcome, the judged one last: [judged] or [recording run, judged rerun]. A recording run
+    that failed is returned alone (nothing is recorded from it).
+    """
+    from swavbench.commands import update_baseline
+
+    out = stream or sys.stdout
+    first = execute(plan, baseline_dir, reports_dir, stream=out, **execute_kw)
+    if first.verdict.status != "no_baseline" or not record_missing:
+        return [first]
+    out.write(f"[{plan.case.id}] no baseline for this machine's profile {first.profile}: recording one from "
+              f"run {first.run_id}, then running the case again to judge the rerun\n")
+    out.flush()
+    args = update_baseline.args_for(
+        plan.case.id, "--from", str(first.run_dir), "--profile", plan.device_profile,
+        "--baseline-dir", str(baseline_dir), "--reports-dir", str(reports_dir),
+        *(["--data-root", str(data_root)] if data_root is not None else []),
+    )  # fmt: skip
+    update_baseline.record(args, plan.case)
+    second = execute(plan, baseline_dir, reports_dir, stream=out, **execute_kw)
+    second.warnings.insert(0, f"baseline recorded on {first.profile} from run {first.run_id} (this invocation)")
+    return [first, second]
+
+
 def run(args: argparse.Namespace) -> int:
     plan = plan_for(args.case, args.profile, args.data_root, args.override, timeout_s=args.timeout, stall_s=args.stall)
     if args.dry_run:
         return dry_run(plan, args.baseline_dir)
-    outcome = execute(
+    outcomes = execute_or_record(
         plan,
         args.baseline_dir,
         args.reports_dir,
-        args.allow_mismatch,
+        record_missing=args.record_missing,
         stream=sys.stdout,
+        data_root=args.data_root,
+        allow_mismatch=args.allow_mismatch,
         confirm=max(args.confirm, 0),
         confirm_delay_s=max(args.confirm_delay, 0.0),
     )
-    print(outcome.text())
-    return outcome.exit_code
+    print(outcomes[-1].text())
+    return outcomes[-1].exit_code
 
 
 def dry_run(plan: Plan, baseline_dir: Path) -> int:

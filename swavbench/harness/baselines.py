@@ -13,14 +13,20 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
 
 from swavbench.errors import BaselineError, EnvironmentProblem
+from swavbench.machine import (  # noqa: F401  (the profile key lives in swavbench.machine; re-exported)
+    cpu_model,
+    cpu_profile,
+    detect_gpu,
+    gpu_profile,
+    machine_profile,
+    slugify,
+)
 
 SCHEMA_VERSION = 1
 # MIGRATIONS[v] turns a schema-v dict into a schema-(v+1) dict.
@@ -38,70 +44,6 @@ class Baseline:
     provenance: dict = field(default_factory=dict)
     config: str = ""  # PASSL long config name
     schema_version: int = SCHEMA_VERSION
-
-
-def slugify(text: str) -> str:
-    """'Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz' -> 'intel-xeon-platinum-8375c'."""
-    text = re.sub(r"\((r|tm|c)\)", " ", text.lower())
-    text = re.sub(r"@.*$", " ", text)
-    text = re.sub(r"\b(nvidia|cpu|processor|with radeon graphics)\b", " ", text)
-    return re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "unknown"
-
-
-def cpu_model(cpuinfo: str) -> str:
-    """The CPU model from /proc/cpuinfo text (x86 `model name`, else ARM `Hardware`/`Model`)."""
-    for key in ("model name", "Hardware", "Model", "cpu model"):
-        m = re.search(rf"^{key}\s*:\s*(.+)$", cpuinfo, re.M)
-        if m:
-            return m.group(1).strip()
-    return ""
-
-
-def cpu_profile(model: str, threads: int) -> str:
-    return f"cpu-{slugify(model)}-{threads}t"
-
-
-def gpu_profile(name: str, count: int) -> str:
-    return f"gpu-{slugify(name)}-x{count}"
-
-
-def detect_gpu() -> Optional[tuple[str, int]]:
-    """(device name, count) when paddle is built with CUDA and a device exists; None otherwise."""
-    # Cheap pre-check so CPU-only hosts never import paddle: a device node (Linux, WSL2) or nvidia-smi.
-    if not (any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/dxg").exists() or shutil.which("nvidia-smi")):
-        return None
-    try:
-        import paddle
-
-        if not paddle.is_compiled_with_cuda():
-            return None
-        count = paddle.device.cuda.device_count()
-        return (paddle.device.cuda.get_device_name(0), count) if count > 0 else None
-    except Exception:  # noqa: BLE001 - any probe failure means "no usable GPU"
-        return None
-
-
-def machine_profile(threads: Optional[int] = None, device: Optional[str] = None) -> str:
-    """Profile key of this machine: `gpu-<model>-x<count>` or `cpu-<model>-<threads>t`.
-
-    threads defaults to OMP_NUM_THREADS, else the CPU count; device="cpu" skips the GPU probe.
-    """
-    if device != "cpu":
-        gpu = detect_gpu()
-        if gpu:
-            return gpu_profile(*gpu)
-    if threads is None:
-        env = os.environ.get("OMP_NUM_THREADS", "")
-        threads = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
-    try:
-        model = cpu_model(Path("/proc/cpuinfo").read_text(errors="replace"))
-    except OSError:
-        model = ""
-    if not model:
-        import platform
-
-        model = platform.processor() or platform.machine()
-    return cpu_profile(model, threads)
 
 
 def baseline_path(root: Union[str, Path], profile: str, case: str) -> Path:
@@ -174,6 +116,20 @@ def from_dict(data: object, path: Union[str, Path] = "<baseline>") -> Baseline:
     tolerances = {**DEFAULT_TOLERANCES, **data["tolerances"]}
     return Baseline(data["case"], data["profile"], dict(data["metrics"]), tolerances,
                     dict(data["provenance"]), str(data.get("config", "")), SCHEMA_VERSION)
+
+
+def resolve_baseline_file(path: Union[str, Path]) -> Path:
+    """The file as given, else the shipped reference baseline of the same `<profile>/<case>.json` name.
+
+    `baselines/passl-a100/swav_pt_1n8c_fp16o1.json` then works from any directory and from a wheel.
+    """
+    path = Path(path)
+    if path.exists():
+        return path
+    from swavbench.paths import PACKAGED_BASELINES
+
+    shipped = PACKAGED_BASELINES / path.parent.name / path.name
+    return shipped if path.parent.name and shipped.is_file() else path
 
 
 def load_baseline(path: Union[str, Path]) -> Baseline:
@@ -274,6 +230,59 @@ def check_compatible(baseline: Baseline, profile: str, paddle_version: Optional[
     warnings = [f"warning: {p} (--allow-mismatch given)" for p in problems]
     if not base_pv:
         warnings.append(f"warning: baseline {baseline.case} does not record its paddle version")
+    return warnings
+
+
+def device_class(profile: str, provenance: Optional[dict] = None) -> Optional[str]:
+    """'cpu' or 'gpu' for a baseline profile (passl-a100 holds PASSL's 8x A100 CI figures); None if unknown."""
+    recorded = (provenance or {}).get("device_profile")
+    if recorded in ("cpu", "gpu"):
+        return recorded
+    if profile.startswith("cpu-"):
+        return "cpu"
+    if profile.startswith(("gpu-", "passl-")):
+        return "gpu"
+    return None
+
+
+def config_name(config: object) -> str:
+    """A config as a run header or a baseline names it (a path or a PASSL name) -> the PASSL name."""
+    name = Path(str(config or "")).name
+    return name[: -len(".yaml")] if name.endswith(".yaml") else name
+
+
+def check_named_baseline(baseline: Baseline, header: Optional[dict], paddle_version: Optional[str],
+                         allow_mismatch: bool = False) -> list[str]:
+    """`compare LOGDIR --baseline FILE`: the user named the file, so the log is judged against it.
+
+    Refused (BaselineError, exit 3) only when the log's own run header proves another device class (cpu vs
+    gpu) or another case; everything else (no header, another machine, another paddle) is a warning line.
+    """
+    if not header:
+        return [f"warning: the log has no run header (a PASSL log?), so its machine is unknown: judged against "
+                f"{baseline.profile}/{baseline.case} as named"]
+    problems = []
+    log_device, base_device = header.get("device"), device_class(baseline.profile, baseline.provenance)
+    if log_device in ("cpu", "gpu") and base_device and log_device != base_device:
+        problems.append(f"the log ran on {log_device} (its run header) but {baseline.profile}/{baseline.case} "
+                        f"is a {base_device} baseline")
+    log_config = config_name(header.get("config"))
+    if log_config and baseline.config and log_config != baseline.config:
+        problems.append(f"the log is a run of {log_config} (its run header) but the baseline is for "
+                        f"{baseline.config}")
+    if problems and not allow_mismatch:
+        raise BaselineError(f"{problems[0]}: name the baseline of this case and device, or pass --allow-mismatch")
+    warnings = [f"warning: {p} (--allow-mismatch given)" for p in problems]
+    profile = header.get("machine_profile")
+    if profile and profile != baseline.profile:
+        warnings.append(f"warning: the log ran on {profile}, the baseline was recorded on {baseline.profile}: "
+                        "ips and loss digits are compared across machines")
+    elif not profile:
+        warnings.append("warning: the run header does not name its machine profile (an older swavbench)")
+    base_pv = baseline.provenance.get("paddle_version")
+    if base_pv and paddle_version and str(base_pv) != str(paddle_version):
+        warnings.append(f"warning: the baseline was recorded with paddle {base_pv}, the log ran paddle "
+                        f"{paddle_version}")
     return warnings
 
 

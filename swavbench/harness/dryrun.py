@@ -17,8 +17,8 @@ from typing import Mapping, Optional
 from swavbench.harness import baselines, launch
 from swavbench.harness.baselines import Baseline, baseline_path, gpu_profile, load_baseline
 from swavbench.harness.cases import Plan
+from swavbench.paths import PACKAGED_BASELINES
 
-PACKAGED_BASELINES = Path(__file__).resolve().parent.parent / "resources" / "baselines"  # PASSL's published ones
 PASSL_VARS = ("PADDLE_NNODES", "PADDLE_MASTER", "CUDA_VISIBLE_DEVICES")
 REFERENCE_PROFILE = "passl-a100"  # PASSL's published 8x A100 figures (swavbench/resources/baselines/)
 # the launchers log into a fresh temporary folder (runner._attempt), copied to reports/runs/<run-id>/log after

@@ -271,6 +271,7 @@ def _watch(
     start = last_change = time.monotonic()
     sizes: dict[Path, int] = {}
     seen_output, peer_deadline, last_scan = False, None, 0.0
+    vanished_deadline: Optional[float] = None
     startup = spec.startup_s or spec.stall_s + 60.0
     while True:
         time.sleep(0.25)
@@ -304,10 +305,23 @@ def _watch(
             return
         quiet = now - last_change
         if (seen_output and quiet > spec.stall_s) or (not seen_output and quiet > startup):
+            live, gone = _rank_processes(spec, token, result)
+            if gone or (seen_output and not live):  # a rank exited while its peers wait, or launch is stopping:
+                vanished_deadline = vanished_deadline or now + spec.peer_grace_s  # give launch time to report it
+                if now < vanished_deadline:
+                    continue
+                if not live:
+                    result.ranks = _diagnose(spec, token, result)
+                    result.status = "launch_error"
+                    result.message = (f"every rank process is gone but launch did not exit within "
+                                      f"{spec.peer_grace_s:.0f} s")
+                    return
             result.status = "stalled"
             result.ranks = _diagnose(spec, token, result)
             stopped = [r.rank for r in result.ranks if "stopped" in r.note]
             what = f"rank {', '.join(map(str, stopped))} stopped (SIGSTOP?)" if stopped else "no rank moved"
+            if gone:
+                what += f"; rank {', '.join(map(str, gone))} no longer running (exited or died)"
             result.message = f"hang: no progress in any worker log for {quiet:.0f} s; {what}"
             result.failed_rank = stopped[0] if stopped else None
             return
@@ -331,6 +345,16 @@ def _note_vanished(result: LaunchResult, alive: set) -> None:
     if gone and alive and not result.first_gone:
         result.first_gone = sorted(gone)
     result.seen_ranks |= alive
+
+
+def _rank_processes(spec: LaunchSpec, token: str, result: LaunchResult) -> tuple[set, list[int]]:
+    """(global ranks alive on this host, ranks whose process is gone while others still run: first first)."""
+    live = {p.global_rank for p in procs.find(token) if p.global_rank is not None}
+    _note_vanished(result, live)
+    if not live:
+        return live, []
+    missing = sorted({r.rank for r in _all_ranks(spec, result)} - live)
+    return live, result.first_gone or missing
 
 
 def _grew(dirs, sizes: dict[Path, int]) -> bool:

@@ -76,8 +76,10 @@ class Outcome:
 
 
 def profile_of(plan: Plan, header: Optional[dict] = None) -> str:
-    """This machine's baseline profile key, as `swavbench compare` computes it from a run header."""
+    """The baseline profile key of the machine the run ran on: the run header's, else computed here."""
     header = header or {}
+    if isinstance(header.get("machine_profile"), str) and header["machine_profile"]:
+        return header["machine_profile"]
     threads = header.get("threads") if isinstance(header.get("threads"), int) else plan.threads
     device = header.get("device") or ("cpu" if plan.device_profile == "cpu" else None)
     return machine_profile(threads=threads, device=device)
@@ -263,6 +265,23 @@ def needs_confirmation(v: Verdict) -> bool:
     return v.status == "regression" and bool(failed) and all(m in IPS_METRICS for m in failed)
 
 
+def ips_reported_not_gated(v: Verdict, why: str) -> Verdict:
+    """An ips-only regression turned into a pass whose ips rows say "info (not gated)", and why.
+
+    For a baseline that is a run of the same code on this machine minutes earlier (the test suite's session
+    baselines): an ips difference there can only be the machine's speed moving, never the code.
+    """
+    if not needs_confirmation(v):
+        return v
+    checks = [
+        replace(c, verdict="info", tolerance=f"{c.tolerance} (not gated)")
+        if c.metric in IPS_METRICS and c.verdict == "fail" else c
+        for c in v.checks
+    ]  # fmt: skip
+    return replace(v, status="pass", checks=checks, exit_code=0, advice="",
+                   message=f"loss and memory exact; {v.message}: reported, not gated ({why})")
+
+
 def _ips_direction(v: Verdict) -> int:
     """-1 / +1 when this attempt's ips is below / above its band, 0 when inside."""
     for c in v.checks:
@@ -329,11 +348,13 @@ def execute(
     tty: Optional[bool] = None,
     confirm: int = DEFAULT_CONFIRM,
     confirm_delay_s: float = 0.0,
+    ips_gate: Optional[str] = None,
 ) -> Outcome:
     """Launch the plan, keep its record, judge it against `baseline_dir/<this profile>/<case>.json`.
 
     When ips alone is outside its band, wait `confirm_delay_s`, rerun (up to `confirm` times; logs of rerun
     k in `attempts/<k>/log`) and judge with `combine`; a loss change or a failed rerun decides at once.
+    `ips_gate="<why>"` reports ips without gating it (no rerun; see `ips_reported_not_gated`).
     """
     if plan.skip_reason:
         raise SwavbenchError(f"cannot run here: {plan.skip_reason}")
@@ -341,6 +362,8 @@ def execute(
     run_dir = Path(reports_dir) / "runs" / run_id
     attempts = [_attempt(plan, baseline_dir, run_dir / "log", allow_mismatch, worker, stream, tty)]
     verdict = attempts[0].verdict
+    if ips_gate is not None:
+        verdict = ips_reported_not_gated(verdict, ips_gate)
     while needs_confirmation(verdict) and len(attempts) <= confirm:
         out = stream or sys.stdout
         wait = f" in {confirm_delay_s:g} s" if confirm_delay_s > 0 else ""

@@ -38,6 +38,10 @@ class Runtime:
         data = asdict(self)
         data.pop("amp")
         data["paddle_version"] = paddle.__version__
+        from swavbench.machine import cpu_identity, machine_profile
+
+        data["cpu"] = cpu_identity()  # model, vendor, instruction-set level: what the CPU kernels dispatch to
+        data["machine_profile"] = machine_profile(self.threads, "cpu" if self.device == "cpu" else None)
         data["started_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         return data
 
