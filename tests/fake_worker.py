@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from swavbench.harness.cases import count_images  # noqa: E402
+from swavbench.harness.prepare import count_images  # noqa: E402
 from swavbench.train.config import get, load_config  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""Case specs and device profiles: ids, markers, scaling, skips (no launch)."""
+"""Case specs and device profiles: ids, markers, scaling, skips (no launch); what prepare reads from disk."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from swavbench.errors import SwavbenchError
-from swavbench.harness import cases
+from swavbench.harness import cases, prepare
 from swavbench.train.config import CONFIG_DIR
 
 
@@ -59,18 +59,20 @@ def test_unknown_case_on_the_cli_is_one_line_exit_3():
     assert len(errors) == 1 and "known cases:" in errors[0] and "Traceback" not in out.stderr
 
 
-def test_gpu_plan_is_passl_ci(data_root):
+def test_gpu_plan_without_inputs_is_passl_ci_topology_and_marker_unknown():
     p = cases.plan(cases.resolve_case("swav_pt_1n8c_fp16o1"), "gpu")
-    assert p.marker == "200/2599" and p.marker_step == 201 and p.train_profile is None
-    assert "Global.print_batch_step=20" in p.overrides and "Global.max_train_step=201" in p.overrides
-    assert "Global.deterministic=True" in p.overrides and p.tolerances.ips_pct == 5.0
+    assert p.marker == "?" and p.marker_step == 201 and p.train_profile is None and p.tolerances.ips_pct == 5.0
     assert (p.scale.nnodes, p.scale.devices_per_node) == (1, 8)
-    ft = cases.plan(cases.resolve_case("swav_ft_1n4c_fp32"), "gpu")
-    assert ft.marker == "120/126" and ft.world_size == 4
+    assert cases.plan(cases.resolve_case("swav_ft_1n4c_fp32"), "gpu").world_size == 8  # PASSL CI: 8 devices
+
+
+def cpu_plan(case_id: str, data_root: Path) -> cases.Plan:
+    case = cases.resolve_case(case_id)
+    return cases.plan(case, "cpu", prepare.plan_inputs(case, "cpu", data_root))
 
 
 def test_cpu_plan_computes_the_marker_from_the_dataset(data_root):
-    p = cases.plan(cases.resolve_case("swav_pt_1n8c_fp16o1"), "cpu", data_root)
+    p = cpu_plan("swav_pt_1n8c_fp16o1", data_root)
     # 3000 train images // (batch 8 x 8 ranks) = 46 iters; step 21 is iter 20
     assert p.marker == "20/46" and p.marker_step == 21 and p.train_profile == "cpu"
     assert f"DataLoader.Train.dataset.root={data_root}" in p.overrides
@@ -81,7 +83,7 @@ def test_cpu_plan_computes_the_marker_from_the_dataset(data_root):
 
 
 def test_multinode_case_scales_down_on_cpu_and_says_so(data_root):
-    p = cases.plan(cases.resolve_case("swav_pt_4n32c_fp16o1"), "cpu", data_root)
+    p = cpu_plan("swav_pt_4n32c_fp16o1", data_root)
     assert p.case.multinode and p.scale.nnodes == 4 and p.scale.devices_per_node < 8
     assert any("not x 8" in n for n in p.notes)
     assert p.marker == f"20/{3000 // (8 * p.world_size)}"
@@ -91,29 +93,31 @@ def test_too_small_dataset_is_a_clear_error(tmp_path):
     (tmp_path / "train" / "a").mkdir(parents=True)
     (tmp_path / "train" / "a" / "1.jpg").touch()
     with pytest.raises(SwavbenchError, match="1 images give 0 iters/epoch"):
-        cases.plan(cases.resolve_case("swav_pt_1n8c_fp16o1"), "cpu", tmp_path)
+        cpu_plan("swav_pt_1n8c_fp16o1", tmp_path)
 
 
-@pytest.mark.parametrize("case_id, classes_key", [("swav_lp_1n8c_fp32", "Model.num_classes=2"),
-                                                   ("swav_ft_1n4c_fp32", "Model.output_dim=2")])
+@pytest.mark.parametrize("case_id, classes_key", [("swav_lp_1n8c_fp32", "Model.class_num=2"),
+                                                   ("swav_ft_1n4c_fp32", "Model.backbone.output_dim=2")])
 def test_classification_cases_start_from_the_cached_pretrain(case_id, classes_key, data_root, monkeypatch):
     monkeypatch.delenv("SWAVBENCH_PRETRAINED", raising=False)
     built = []
-    monkeypatch.setattr(cases, "cpu_pretrained", lambda root: built.append(root) or "/cache/pt/latest")
+    monkeypatch.setattr(prepare, "cpu_pretrained", lambda root: built.append(root) or "/cache/pt/latest")
     (data_root / "10percent.txt").write_text("".join(f"a_{i}.JPEG\n" for i in range(300)))
-    p = cases.plan(cases.resolve_case(case_id), "cpu", data_root)
+    p = cpu_plan(case_id, data_root)
     assert p.skip_reason is None and built == [data_root]
     assert "Global.pretrained_model=/cache/pt/latest" in p.overrides and classes_key in p.overrides
     assert f"DataLoader.Train.dataset.root={data_root / 'train'}" in p.overrides
     assert f"DataLoader.Eval.dataset.root={data_root / 'val'}" in p.overrides
+    if case_id.startswith("swav_ft"):  # PASSL's ./dataset/ILSVRC2012/10percent.txt -> the one of this dataset
+        assert f"DataLoader.Train.dataset.txt_file_name={data_root / '10percent.txt'}" in p.overrides
     # no drop_last: ceil(ceil(n / world) / batch) iterations, as the sampler pads
     assert p.marker == ("40/47" if case_id.startswith("swav_lp") else "0/10")
 
 
 def test_explicit_pretrained_checkpoint_wins_and_missing_trainer_skips(data_root, monkeypatch):
     monkeypatch.setenv("SWAVBENCH_PRETRAINED", "/cluster/swav_800ep/latest")
-    monkeypatch.setattr(cases, "cpu_pretrained", lambda root: pytest.fail("must not build a pre-train"))
-    p = cases.plan(cases.resolve_case("swav_lp_1n8c_fp32"), "cpu", data_root)
+    monkeypatch.setattr(prepare, "cpu_pretrained", lambda root: pytest.fail("must not build a pre-train"))
+    p = cpu_plan("swav_lp_1n8c_fp32", data_root)
     assert "Global.pretrained_model=/cluster/swav_800ep/latest" in p.overrides
     import swavbench.train
 
@@ -124,11 +128,11 @@ def test_explicit_pretrained_checkpoint_wins_and_missing_trainer_skips(data_root
 
 
 def test_overrides_append_and_marker_helper(data_root):
-    p = cases.plan(cases.resolve_case("swav_pt_1n8c_fp16o1"), "cpu", data_root)
+    p = cpu_plan("swav_pt_1n8c_fp16o1", data_root)
     q = cases.with_overrides(p, "Optimizer.LRScheduler.learning_rate=0.7")
     assert q.overrides[-1] == "Optimizer.LRScheduler.learning_rate=0.7" and q.marker == p.marker
     assert cases.marker_for(201, 2599) == "200/2599" and cases.marker_for(47, 46) == "0/46"
-    assert cases.count_images(data_root) == 3000
+    assert prepare.count_images(data_root) == 3000
 
 
 def test_unknown_profile():
@@ -138,10 +142,10 @@ def test_unknown_profile():
 
 def test_dataset_is_generated_once(tmp_path):
     spec = cases.SynthData(classes=2, train_per_class=3, val_per_class=1, size=16, seed=1)
-    root = cases.ensure_dataset(spec, tmp_path)
-    assert cases.count_images(root) == 6 and root.name == spec.key
+    root = prepare.ensure_dataset(spec, tmp_path)
+    assert prepare.count_images(root) == 6 and root.name == spec.key
     stamp = (root / "synth.json").stat().st_mtime_ns
-    assert cases.ensure_dataset(spec, tmp_path) == root
+    assert prepare.ensure_dataset(spec, tmp_path) == root
     assert (root / "synth.json").stat().st_mtime_ns == stamp
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left
 
@@ -170,9 +174,24 @@ def test_concurrent_dataset_builds_wait_for_one(tmp_path, monkeypatch):
 
     monkeypatch.setattr(synth, "synthesize", slow)
     roots: list = []
-    threads = [threading.Thread(target=lambda: roots.append(cases.ensure_dataset(spec, tmp_path))) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: roots.append(prepare.ensure_dataset(spec, tmp_path))) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert len(builds) == 1 and len(roots) == 2 and roots[0] == roots[1] and cases.count_images(roots[0]) == 6
+    assert len(builds) == 1 and len(roots) == 2 and roots[0] == roots[1] and prepare.count_images(roots[0]) == 6
+
+
+def test_plan_is_pure_its_inputs_are_a_value():
+    # no dataset on disk: plan() computes the marker from the counts it is given (2502 = 1281167 // 512)
+    case = cases.resolve_case("swav_pt_1n8c_fp16o1")
+    inputs = cases.PlanInputs(root=Path("/nowhere"), train_images=1_281_167, classes=1000, batch_size=64)
+    p = cases.plan(case, "gpu", inputs)
+    assert p.marker == "200/2502" and p.data_root == Path("/nowhere")
+
+
+def test_cases_module_does_no_io_at_import():
+    code = ("import sys, swavbench.harness.cases as c; "
+            "assert 'paddle' not in sys.modules and 'swavbench.harness.prepare' not in sys.modules; "
+            "assert not hasattr(c, 'ensure_dataset') and not hasattr(c, 'count_images')")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -27,9 +27,10 @@ SMALL = [f"DataLoader.Train.dataset.transform={TRAIN_32}", f"DataLoader.Eval.dat
 
 
 def data_overrides(data: Path, classes: int, finetune: bool = False) -> list[str]:
-    key = "Model.output_dim" if finetune else "Model.num_classes"
+    key = "Model.backbone.output_dim" if finetune else "Model.class_num"
+    subset = ["DataLoader.Train.dataset.txt_file_name=10percent.txt"] if finetune else []  # the one beside train/
     return [f"DataLoader.Train.dataset.root={data / 'train'}", f"DataLoader.Eval.dataset.root={data / 'val'}",
-            f"{key}={classes}", *SMALL]
+            f"{key}={classes}", *subset, *SMALL]
 
 
 def run(config: str, out: Path, *overrides: str, check: bool = True):
@@ -89,16 +90,18 @@ def test_linear_probe_trains_only_the_classifier_and_leaves_the_trunk_untouched(
 
 def test_finetune_trains_the_trunk_on_the_subset_with_two_learning_rates(synth_data, pretrained, tmp_path):
     head_sched = {"name": "MultiStepDecay", "learning_rate": 5, "milestones": [1], "gamma": 0.2}
+    head = "res_model.projection_head"  # PASSL's param_groups entry (regex on parameter names)
     run(FT, tmp_path, *data_overrides(synth_data, 8, finetune=True), "Global.epochs=2",
         f"Global.pretrained_model={pretrained}", "Optimizer.LRScheduler.milestones=[1]",
-        f"Optimizer.custom_cfg={[{'name': 'head', 'LRScheduler': head_sched}]}")
+        f"Optimizer.param_groups={[{'name': head, 'lr': head_sched}]}")
     header = json.loads((tmp_path / "run_header.json").read_text())
     assert header["train_samples"] == 16 and header["task"] == "finetune"  # 10percent.txt of 8 x 16 images
     groups = header["param_groups"]
-    assert groups["head"]["tensors"] == 2 and groups["default"]["tensors"] == 36  # 60 minus 24 BN buffers
+    assert groups[head]["tensors"] == 2 and groups["default"]["tensors"] == 36  # 60 minus 24 BN buffers
     by_epoch = {s["epoch"]: s["lrs"] for s in steps(tmp_path)}
-    assert by_epoch[1] == pytest.approx({"default": 0.02, "head": 5.0})
-    assert by_epoch[2] == pytest.approx({"default": 0.004, "head": 1.0})  # x0.2 at the milestone
+    assert by_epoch[1] == pytest.approx({"default": 0.02, head: 5.0})
+    assert by_epoch[2] == pytest.approx({"default": 0.004, head: 1.0})  # x0.2 at the milestone
+    assert steps(tmp_path)[0]["lr"] == 5.0  # the logged lr is the first group's, as PASSL's get_lr()
     before, after = state(pretrained), state(tmp_path / "swav_resnet50_finetune" / "latest")
     assert not np.array_equal(after["res_model.encoder.conv1.weight"], before["res_model.encoder.conv1.weight"])
     assert not np.array_equal(after["res_model.encoder.bn1._mean"], before["res_model.encoder.bn1._mean"])
@@ -152,7 +155,7 @@ def test_eval_command_runs_the_full_protocol_and_prints_final_and_best(synth_dat
 @pytest.mark.parametrize("case, exit_code, words", [
     ("missing_pretrained", 5, "Global.pretrained_model=/nonexistent/ckpt: no such file"),
     ("wrong_architecture", 5, "only 0/100 trunk tensors match"),  # resnet18 model, resnet_tiny file
-    ("class_count", 3, "Model.num_classes=1000 but DataLoader.Train.dataset.root="),
+    ("class_count", 3, "Model.class_num=1000 but DataLoader.Train.dataset.root="),
     ("subset_missing_image", 4, "image "),
     ("empty_subset", 4, "is empty"),
 ])
@@ -164,7 +167,7 @@ def test_bad_input_is_one_line_and_an_exit_code(synth_data, pretrained, tmp_path
     elif case == "wrong_architecture":
         overrides.append("Model.backbone.type=resnet18")
     elif case == "class_count":
-        overrides.append("Model.num_classes=1000")
+        overrides.append("Model.class_num=1000")
     else:
         subset = tmp_path / "subset.txt"
         first_class = sorted((synth_data / "train").iterdir())[0].name
@@ -177,7 +180,7 @@ def test_bad_input_is_one_line_and_an_exit_code(synth_data, pretrained, tmp_path
     assert len(errors) == 1 and words in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     if case == "class_count":
-        assert "has 8 classes" in errors[0] and "-o Model.num_classes=8" in errors[0]
+        assert "has 8 classes" in errors[0] and "-o Model.class_num=8" in errors[0]
 
 
 # ---- the key result: a short SwAV pre-train gives features a linear probe can use ------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from swavbench.cli import main
-from swavbench.harness import cases, procs, runner
+from swavbench.harness import cases, prepare, procs, runner
 from swavbench.harness.baselines import load_baseline
 from swavbench.harness.compare import compare
 
@@ -32,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("e2e")
-    return {"baselines": base / "baselines", "reports": base / "reports", "data": cases.ensure_dataset()}
+    return {"baselines": base / "baselines", "reports": base / "reports", "data": prepare.ensure_dataset()}
 
 
 @pytest.fixture(scope="module")

@@ -92,7 +92,7 @@ def test_frozen_parameters_get_no_update_no_momentum_no_decay():
 
 def test_loss_scaler_skips_overflow_and_backs_off():
     name, p = _param([1.0], [float("inf")])
-    scaler = DynamicLossScaler(True, init_scale=8.0, growth_interval=2)
+    scaler = DynamicLossScaler(True, init_loss_scaling=8.0, incr_every_n_steps=2, decr_every_n_nan_or_inf=1)
     assert scaler.unscale_and_check([p]) is False and scaler.scale == 4.0
     scaler.update(True)
     scaler.update(True)

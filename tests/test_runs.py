@@ -18,7 +18,7 @@ import pytest
 
 from swavbench.cli import main
 from swavbench.errors import BaselineError
-from swavbench.harness import cases, procs, runner
+from swavbench.harness import cases, prepare, procs, runner
 from swavbench.harness.baselines import load_baseline
 from swavbench.harness.compare import compare
 
@@ -43,8 +43,7 @@ def dirs(tmp_path_factory) -> dict:
 
 
 def plan(data_root: Path, case: str = CASE, *overrides: str, **kw) -> cases.Plan:
-    p = cases.plan(cases.resolve_case(case), "cpu", data_root, stall_s=kw.pop("stall_s", 10.0))
-    return cases.with_overrides(p, *overrides) if overrides else p
+    return prepare.plan_for(case, "cpu", data_root, overrides, stall_s=kw.pop("stall_s", 10.0))
 
 
 def execute(p: cases.Plan, dirs: dict, **kw) -> runner.Outcome:

@@ -130,7 +130,7 @@ def test_queue_is_used_once_full(synth_data, tmp_path):
         (["DataLoader.Train.dataset.root=/nonexistent/data"], {}, 4, "/nonexistent/data"),
         (["Model.epsilonn=0.1"], {}, 3, "Model.epsilonn: unknown key (did you mean Model.epsilon?)"),
         (["Global.epochs=three"], {}, 3, "Global.epochs: expected int"),
-        (["Model.queue_length=100"], {"PADDLE_TRAINERS_NUM": "3"}, 3, "not divisible by the world size 3"),
+        (["Model.queue_length=20"], {"PADDLE_TRAINERS_NUM": "3"}, 3, "shorter than one global batch (8 x 3)"),
         (["Global.device=gpu"], {}, 3, "Global.device=gpu but this paddle has no usable GPU"),
     ],
 )

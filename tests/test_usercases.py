@@ -45,7 +45,7 @@ def test_a_case_from_a_base_changes_only_what_it_names(home):
     assert (tiny.id, tiny.passl_name, tiny.config, tiny.task) == ("tiny_pt_1n2c", "tiny_pt_1n2c", base.config, "pt")
     cpu = tiny.cpu
     assert (cpu.nnodes, cpu.devices_per_node, cpu.max_train_step, cpu.print_batch_step) == (1, 2, 6, 5)
-    assert tiny.gpu == base.gpu and tiny.gpu_marker == base.gpu_marker and tiny.cpu_tolerances == base.cpu_tolerances
+    assert tiny.gpu == base.gpu and tiny.passl_marker == base.passl_marker and tiny.cpu_tolerances == base.cpu_tolerances
     assert (tiny.cpu_data.classes, tiny.cpu_data.train_per_class, tiny.cpu_data.size) == (4, 40, base.cpu_data.size)
     assert tiny.extra_overrides == ("Optimizer.LRScheduler.learning_rate=0.3",)
     assert cases.resolve_case("tiny_pt_1n2c") == tiny and "tiny_pt_1n2c" in cases.case_ids()
@@ -64,7 +64,7 @@ def test_a_case_without_base_names_everything_and_its_config_file_is_relative_to
             task: lp
             gpu: {nnodes: 1, devices_per_node: 8, max_train_step: 201, print_batch_step: 20}
             cpu: {nnodes: 1, devices_per_node: 2, max_train_step: 11, print_batch_step: 5}
-            gpu_marker: "200/5005"
+            passl_marker: "200/5005"
             cpu_tolerances: {ips_pct: 30}
     """))
     (home / "swavbench.toml").write_text('case_files = ["more.yaml"]\n' + TINY)
@@ -84,7 +84,7 @@ def test_a_case_without_base_names_everything_and_its_config_file_is_relative_to
         ({"id": "a b"}, "case[0]: id: expected an id of letters, digits"),
         ({"id": "swav_pt_1n8c_fp16o1", "base": "swav_pt_1n8c_fp16o1"}, "id: the id 'swav_pt_1n8c_fp16o1' is taken"),
         ({"id": "x", "config": "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1"},
-         "case[0] (x): missing task, cpu, gpu, gpu_marker (or name a `base` case to start from)"),
+         "case[0] (x): missing task, cpu, gpu (or name a `base` case to start from)"),
         ({"id": "x", "base": "swav_pt_1n8c_fp16o1", "cpu": {"max_train_step": 0}},
          "case[0] (x): cpu.max_train_step: expected an integer >= 1, got 0"),
         ({"id": "x", "base": "swav_pt_1n8c_fp16o1", "deterministic": "yes"}, "deterministic: expected bool, got 'yes'"),

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from swavbench.harness.baselines import baseline_path
-from swavbench.harness.cases import DEVICE_PROFILES, all_cases, default_device_profile, plan, skip_reason
+from swavbench.harness.cases import DEVICE_PROFILES, all_cases, plan, skip_reason
+from swavbench.harness.prepare import default_device_profile
 from swavbench.harness.runner import profile_of
 from swavbench.paths import home
 

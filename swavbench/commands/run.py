@@ -11,6 +11,9 @@ case that cannot run on this build).
 `update-baseline CASE --from <run>` would), then run the case again and judge that rerun. `make demo` and
 the test suite's cases (`--swavbench-session-baselines`) work this way, so a new machine always ends with
 a verdict.
+
+`--dry-run` launches nothing: it prints every node's exact launch command and environment, the data the
+marker comes from, the marker, the checks and the baseline (works for `--profile gpu` on a CPU-only machine).
 """
 
 from __future__ import annotations
@@ -96,6 +99,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON verdict document on stdout")
     parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="launch nothing: print every node's launch command and environment, the marker, the checks and "
+        "the baseline the run would use",
+    )
+    parser.add_argument(
         "--record-missing",
         action="store_true",
         help="no baseline for this machine's profile yet: record one from this run, then judge a rerun",
@@ -170,6 +179,8 @@ def verdict_document(outcome: Outcome) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     plan = plan_for(args.case, args.profile, args.data_root, args.override, timeout_s=args.timeout, stall_s=args.stall)
+    if args.dry_run:
+        return dry_run(plan, args.baseline_dir)
     outcomes = execute_or_record(
         plan,
         args.baseline_dir,
@@ -187,3 +198,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(outcome.text())
     return outcome.exit_code
+
+
+def dry_run(plan: Plan, baseline_dir: Path) -> int:
+    """Print what `run` would launch and judge (swavbench.harness.dryrun); exit 0, or 3 for a case that
+    cannot run on this build."""
+    from swavbench.harness.dryrun import describe
+
+    print(describe(plan, baseline_dir))
+    if plan.skip_reason:
+        print(f"cannot run here: {plan.skip_reason}")
+        return 3
+    return 0

@@ -122,7 +122,7 @@ def _from_dir(args: argparse.Namespace, plan: Plan, root: Path) -> tuple[RunAnal
     if marker is None and header and header.get("iters_per_epoch"):
         marker = marker_for(plan.marker_step, int(header["iters_per_epoch"]))
     if marker is None and plan.device_profile == "gpu":
-        marker = case.gpu_marker
+        marker = case.passl_marker  # a raw PASSL log: the line its check_result reads
     if marker is None:
         raise SwavbenchError(f"{root}: no run header to find the marker; pass --marker ITER/ITERS")
     a = analyse_logdir(logs, marker, plan.warmup_lines, case.metric)
@@ -175,7 +175,8 @@ def _median_figures(runs: list[RunAnalysis]) -> dict:
 
 def record(args: argparse.Namespace, case: Case) -> Path:
     """Run (or read) one case and write its baseline; returns the path written."""
-    plan = plan_for(case.id, args.profile, args.data_root, timeout_s=args.timeout, stall_s=args.stall)
+    plan = plan_for(case.id, args.profile, args.data_root, timeout_s=args.timeout, stall_s=args.stall,
+                    launch=not args.from_dirs)
     runs, run_ids, profiles = [], [], []
     sources = args.from_dirs or [None] * args.repeats
     for n, root in enumerate(sources):

@@ -1,22 +1,23 @@
 """Case specs (one per PASSL CI job) and the device profiles (gpu / cpu) that scale them to a machine.
 
 A `Case` is plain data: its PASSL config, topology, GPU overrides, step marker, warm-up lines and
-tolerances, as PASSL's tests/CI/case.sh runs it (passl-contract.md section 4). `plan(case, profile, ...)`
+tolerances, as PASSL's tests/CI/case.sh runs it (passl-contract.md section 4). `plan(case, profile, inputs)`
 turns it into a `Plan`: exactly what to launch here (config, profile, `-o` overrides, nodes x ranks),
 which log line to judge and within which time limits. Ids: the short id and PASSL's long name both work.
+
+Nothing here touches the disk or the environment: what a plan needs to know about them (image and class
+counts, the subset file, the config's batch size, the pre-trained weights) comes in as `PlanInputs`,
+gathered by swavbench.harness.prepare, which also holds `plan_for`, the one entry point callers use.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from swavbench.errors import DataError, SwavbenchError
+from swavbench.errors import SwavbenchError
 
-IMAGE_EXTS = (".jpeg", ".jpg", ".png")  # swavbench.train.data.IMAGE_SUFFIXES
 DEVICE_PROFILES = ("cpu", "gpu")
 
 
@@ -87,9 +88,12 @@ class Case:
     passl_name: str  # PASSL's CI case name (= its config name)
     config: str  # config in configs/
     task: str  # pt (pre-train) | lp (linear probe) | ft (fine-tune)
-    gpu: Scale  # PASSL's own topology and step counts
+    gpu: Scale  # PASSL CI's topology and step counts (tests/CI/ssl/swav/<case>.sh)
     cpu: Scale  # this project's CPU form (gloo ranks)
-    gpu_marker: str  # the line check_result reads on GPU, e.g. "200/2599"
+    # The line PASSL's check_result greps (tests/CI/case.sh), e.g. "200/2599": PASSL's pre-train also reads
+    # ImageNet's val/ (1,331,167 images). It reads PASSL's own logs (update-baseline --from, the passl-a100
+    # baselines); a swavbench run logs the marker computed from the dataset it reads (plan()).
+    passl_marker: str
     warmup_lines: int = 1  # first logged lines left out of the ips mean (PASSL: iteration 0)
     tolerances: Tolerances = field(default_factory=Tolerances)  # GPU: check_result's rules
     # CPU: 8+ gloo ranks share 2 cores. (The lp / ft cases say +-25%: their CPU steps take ~40 ms, so the
@@ -104,7 +108,7 @@ class Case:
     # A failing ips is rerun once after a pause (both runs must fail). Loss, memory exact. GPU +-5%.
     cpu_tolerances: Tolerances = field(default_factory=lambda: Tolerances(ips_pct=20.0))
     metric: str = "loss"
-    deterministic: bool = True  # Global.deterministic (GPU: FLAGS_cudnn_deterministic)
+    deterministic: bool = True  # CPU form: Global.deterministic (GPU: PASSL CI's FLAGS_cudnn_deterministic=1)
     needs_pretrained: bool = False  # lp / ft: a pre-trained SwAV checkpoint (issue 4)
     cpu_data: SynthData = field(default_factory=SynthData)  # the synthetic set a CPU run trains on
     extra_overrides: tuple[str, ...] = ()
@@ -124,7 +128,7 @@ CASES: tuple[Case, ...] = (
         "pt",
         gpu=Scale(1, 8, 201, 20),
         cpu=Scale(1, 8, 21, 5),
-        gpu_marker="200/2599",
+        passl_marker="200/2599",
     ),
     Case(
         "swav_lp_1n8c_fp32",
@@ -133,7 +137,7 @@ CASES: tuple[Case, ...] = (
         "lp",
         gpu=Scale(1, 8, 201, 20),
         cpu=Scale(1, 8, 41, 5),
-        gpu_marker="200/5005",
+        passl_marker="200/5005",
         needs_pretrained=True,
         cpu_tolerances=Tolerances(ips_pct=25.0),
     ),
@@ -142,17 +146,17 @@ CASES: tuple[Case, ...] = (
         "swav_resnet50_224_ft_in1k_1n4c_dp_fp32",
         "swav_resnet50_224_ft_in1k_1n4c_dp_fp32",
         "ft",
-        gpu=Scale(1, 4, 121, 20),
+        gpu=Scale(1, 8, 121, 20, note="PASSL CI runs this 1n4c config on 8 devices (CUDA_VISIBLE_DEVICES=0-7)"),
         cpu=Scale(1, 4, 41, 5),
-        gpu_marker="120/126",
+        passl_marker="120/126",
         needs_pretrained=True,
         cpu_tolerances=Tolerances(ips_pct=25.0),
         # The CPU form uses the reference SwAV 10% setting (trunk 0.01, head 0.2; PASSL's 0.02 / 5 is the
         # reference 1% setting) scaled linearly to the CPU global batch (4 x 8 = 32 vs 256). At head lr 5 the
         # CPU fine-tune diverged (eval CELoss 187 -> 592 in two epochs, measured).
         cpu_overrides=(
-            "Optimizer.LRScheduler.learning_rate=0.00125",
-            "Optimizer.custom_cfg=[{'name': 'head', 'LRScheduler': {'name': 'MultiStepDecay', "
+            "Optimizer.lr.learning_rate=0.00125",
+            "Optimizer.param_groups=[{'name': 'res_model.projection_head', 'lr': {'name': 'MultiStepDecay', "
             "'learning_rate': 0.025, 'milestones': [12, 16], 'gamma': 0.2}}]",
         ),
         note="PASSL CI reads 120/126 every 20 steps, so print_batch_step=20 (the config says 50)",
@@ -171,8 +175,9 @@ CASES: tuple[Case, ...] = (
             note="CPU: 4 launchers x 4 gloo ranks (not x 8) on 127.0.0.1: 32 ranks took "
             "81 s and 13 GB RSS on 2 cores, 16 ranks 48 s and 7 GB",
         ),
-        gpu_marker="200/324",
-        note="no PASSL CI job reads this config; marker derived: 1331167 images // (128 x 32) = 324 iters",
+        passl_marker="200/324",
+        note="no PASSL CI job runs this config: its GPU form is the 1n8c pre-train job's, on 4 nodes x 8 "
+        "(PASSL's marker would be 1,331,167 images // (128 x 32) = 324 iters)",
     ),
 )
 CPU_DATA = SynthData()
@@ -199,6 +204,59 @@ def case_ids() -> list[str]:
     return [c.id for c in all_cases()]
 
 
+# What PASSL's CI scripts (tests/CI/ssl/swav/*.sh at 5c7359b) pass to every SwAV case, besides the steps.
+PASSL_CI_FLAGS = ("Global.flags.FLAGS_cudnn_exhaustive_search=0", "Global.flags.FLAGS_cudnn_deterministic=1")
+PASSL_CI_ENV = (("FLAGS_stop_check_timeout", "3600"),)  # exported by the same scripts
+PASSL_PRETRAINED = "./pretrained/swav/swav_resnet50_in1k_800ep_bz4096_pretrained"  # lp / ft -o in PASSL CI
+
+
+def passl_ci_overrides(case: Case, pretrained: Optional[str] = None) -> list[str]:
+    """The `-o` list PASSL's CI script of `case` passes, in its order (lp / ft: `pretrained` replaces
+    PASSL's checkpoint path when given)."""
+    overrides = [
+        f"Global.print_batch_step={case.gpu.print_batch_step}",
+        f"Global.max_train_step={case.gpu.max_train_step}",
+        *PASSL_CI_FLAGS,
+    ]
+    if case.needs_pretrained:
+        overrides.append(f"Global.pretrained_model={pretrained or PASSL_PRETRAINED}")
+    return overrides
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """What `plan()` needs from the disk, as one value (swavbench.harness.prepare gathers it).
+
+    `root` is the dataset root (`<root>/train/<class>/*`, `<root>/val`, the subset files beside them);
+    `train_images` and `classes` count `<root>/train` as the trainer scans it; `subset_images` is the line
+    count of the fine-tune's subset file `subset_file`; `batch_size` / `drop_last` are the config's
+    training sampler under the training profile, `config_classes` its class count; `pretrained` the
+    checkpoint prefix an lp / ft case starts from (None on gpu: PASSL CI's path). `root_source`: `given`
+    (--data-root or the CPU synthetic set: the plan points the config at it) or `config` (the config's own
+    root, used as it is).
+    """
+
+    root: Path
+    train_images: int
+    classes: int
+    batch_size: int
+    drop_last: bool = True
+    subset_file: Optional[Path] = None
+    subset_images: int = 0
+    pretrained: Optional[str] = None
+    config_classes: Optional[int] = None
+    root_source: str = "given"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """PASSL's cluster form, as given in the environment: PADDLE_NNODES, PADDLE_MASTER, CUDA_VISIBLE_DEVICES."""
+
+    nnodes: int = 1
+    master: Optional[str] = None
+    devices: Optional[tuple[str, ...]] = None
+
+
 @dataclass(frozen=True)
 class Plan:
     """One case scaled to one device profile: what to launch and what to judge."""
@@ -219,6 +277,9 @@ class Plan:
     skip_reason: Optional[str] = None
     notes: tuple[str, ...] = ()
     data_root: Optional[Path] = None  # the dataset the marker was computed from
+    env: tuple[tuple[str, str], ...] = ()  # extra launcher environment (GPU: PASSL CI's exports)
+    inputs: Optional[PlanInputs] = None
+    iters_per_epoch: Optional[int] = None
 
     @property
     def world_size(self) -> int:
@@ -232,27 +293,6 @@ class Plan:
         for item in self.overrides:
             args += ["-o", item]
         return args
-
-
-def count_images(root: Path) -> int:
-    """Training images of a pre-training root: `<root>/train/<class>/*` (as swavbench.train.data scans it)."""
-    folder = Path(root) / "train"
-    if not folder.is_dir():
-        return 0
-    return sum(
-        1
-        for cls in os.scandir(folder)
-        if cls.is_dir()
-        for f in os.scandir(cls.path)
-        if f.name.lower().endswith(IMAGE_EXTS)
-    )
-
-
-def batch_size(case: Case, train_profile: Optional[str]) -> int:
-    """Per-rank batch of the case's config under the training profile (cpu.yaml sets 8)."""
-    from swavbench.train.config import get, load_config
-
-    return int(get(load_config(case.config, profile=train_profile), "DataLoader.Train.sampler.batch_size", 64))
 
 
 def last_logged_step(max_step: int, iters_per_epoch: int, print_every: int) -> int:
@@ -283,112 +323,111 @@ def skip_reason(case: Case) -> Optional[str]:
     return None
 
 
-# The pre-train an lp / ft case starts from on CPU: made once per dataset and code version, cached.
-PRETRAIN_CONFIG = "swav_resnet50_224_pt_in1k_1n8c_dp_fp16o1"
+def data_overrides(case: Case, inputs: PlanInputs) -> tuple[list[str], int, str]:
+    """Overrides, training-sample count and a note for running `case` on the dataset of `inputs`.
 
-
-def classification_inputs(case: Case, data_root: Path, pretrained: Optional[str]) -> tuple[list[str], int, str]:
-    """Overrides, training-sample count and a note for an lp / ft case on the dataset at `data_root`.
-
-    Roots are the split folders (PASSL's ImageFolder convention); the class count comes from the folders;
-    the fine-tune reads the config's subset file (10percent.txt beside train/ and val/).
+    A `given` root is pointed at: pre-train the root itself; lp / ft the split folders (PASSL's ImageFolder
+    convention) and the fine-tune's subset file beside them. A `config` root is used as the config has it.
+    The class count is set when the folders' count differs from the config's (PASSL's keys).
     """
-    from swavbench.train.config import get, load_config
-
-    classes = sorted(d.name for d in os.scandir(data_root / "train") if d.is_dir())
-    overrides = [
-        f"DataLoader.Train.dataset.root={data_root / 'train'}",
-        f"DataLoader.Eval.dataset.root={data_root / 'val'}",
-        f"Model.num_classes={len(classes)}" if case.task == "lp" else f"Model.output_dim={len(classes)}",
-    ]
-    if pretrained:
-        overrides.append(f"Global.pretrained_model={pretrained}")
+    root, overrides = inputs.root, []
+    if inputs.root_source == "given":
+        if not case.needs_pretrained:
+            overrides.append(f"DataLoader.Train.dataset.root={root}")
+        else:
+            overrides.append(f"DataLoader.Train.dataset.root={root / 'train'}")
+            overrides.append(f"DataLoader.Eval.dataset.root={root / 'val'}")
+            if case.task == "ft" and inputs.subset_file is not None:
+                overrides.append(f"DataLoader.Train.dataset.txt_file_name={inputs.subset_file}")
+    if case.needs_pretrained and inputs.classes != inputs.config_classes:
+        key = "Model.class_num" if case.task == "lp" else "Model.backbone.output_dim"
+        overrides.append(f"{key}={inputs.classes}")
+    if not case.needs_pretrained:
+        return overrides, inputs.train_images, f"pre-train on {root}/train ({inputs.train_images} images)"
+    suffix = f"; pre-trained weights: {inputs.pretrained}" if inputs.pretrained else ""
     if case.task == "ft":
-        subset = get(load_config(case.config), "DataLoader.Train.dataset.txt_file_name", "10percent.txt")
-        path = data_root / subset
-        count = sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else 0
-        return overrides, count, f"fine-tune on {subset} ({count} images) of {data_root}"
-    return overrides, count_images(data_root), f"linear probe on {data_root}/train"
+        n = inputs.subset_images
+        return overrides, n, f"fine-tune on {inputs.subset_file} ({n} images) of {root}{suffix}"
+    return overrides, inputs.train_images, f"linear probe on {root}/train ({inputs.train_images} images){suffix}"
 
 
-# $SWAVBENCH_PRETRAINED=<checkpoint prefix> gives lp / ft cases their pre-trained weights explicitly (on a GPU
-# cluster: the real SwAV checkpoint; otherwise the config's Global.pretrained_model is used there). On CPU,
-# without it, the cached short pre-train below is built and used.
+def iters_per_epoch(samples: int, batch: int, world_size: int, drop_last: bool) -> int:
+    """Iterations per epoch, exactly as the trainer's sampler (swavbench.train.sampler) counts them."""
+    from swavbench.train.sampler import SeededDistributedBatchSampler
+
+    return len(SeededDistributedBatchSampler(samples, batch, 0, world_size, drop_last=drop_last))
 
 
-def cpu_pretrained(data_root: Path) -> str:
-    """The cached short CPU pre-train on `data_root` (built on first use, never downloaded)."""
-    from swavbench.harness.pretrain_cache import pretrained_checkpoint, short_pretrain_overrides
-
-    overrides = short_pretrain_overrides(count_images(Path(data_root)))
-    return str(pretrained_checkpoint(PRETRAIN_CONFIG, "cpu", data_root, overrides, cache_dir() / "pretrained"))
+def _scale(case: Case, device_profile: str, cluster: Optional[Cluster]) -> tuple[Scale, list[str]]:
+    """The profile's topology; on gpu PASSL's cluster variables, when given, decide nodes and devices."""
+    if device_profile == "cpu":
+        return case.cpu, []
+    if cluster is None or (cluster.nnodes == 1 and cluster.devices is None):
+        return case.gpu, []
+    devices = len(cluster.devices) if cluster.devices else case.gpu.devices_per_node
+    scale = replace(case.gpu, nnodes=cluster.nnodes, devices_per_node=devices)
+    if scale.world_size == case.gpu.world_size:
+        return scale, []
+    return scale, [f"topology {scale.nnodes}x{scale.devices_per_node} from PADDLE_NNODES / CUDA_VISIBLE_DEVICES, "
+                   f"not PASSL CI's {case.gpu.nnodes}x{case.gpu.devices_per_node}: loss and ips differ from "
+                   "PASSL's figures"]
 
 
 def plan(
     case: Case,
     device_profile: str,
-    data_root: Optional[Path] = None,
+    inputs: Optional[PlanInputs] = None,
     threads: int = 1,
     timeout_s: Optional[float] = None,
     stall_s: Optional[float] = None,
+    cluster: Optional[Cluster] = None,
 ) -> Plan:
-    """Scale `case` to `device_profile`. On CPU `data_root` (the synthetic set) fixes the marker exactly."""
+    """Scale `case` to `device_profile`; with `inputs` (the dataset the run will read) the marker is exact.
+
+    gpu: PASSL CI's topology (or the cluster variables given) and its overrides, exactly; cpu: the CPU form.
+    """
     if device_profile not in DEVICE_PROFILES:
         raise SwavbenchError(f"unknown device profile {device_profile!r}; use one of {', '.join(DEVICE_PROFILES)}")
-    scale = case.cpu if device_profile == "cpu" else case.gpu
-    overrides = [
-        f"Global.print_batch_step={scale.print_batch_step}",
-        f"Global.max_train_step={scale.max_train_step}",
-        f"Global.deterministic={case.deterministic}",
-        *case.extra_overrides,
-        *(case.cpu_overrides if device_profile == "cpu" else ()),
-    ]
-    if device_profile == "cpu":
-        # the ranks already fill every core: loader workers would only add processes and scheduling noise
-        overrides.append("DataLoader.Train.loader.num_workers=0")
-    notes = [n for n in (case.note, scale.note) if n]
+    scale, notes = _scale(case, device_profile, cluster)
+    notes = [n for n in (case.note, scale.note) if n] + notes
     reason = skip_reason(case)
-    train_profile = "cpu" if device_profile == "cpu" else None
-    if data_root is not None and not reason:
-        if not (Path(data_root) / "train").is_dir():
-            raise DataError(
-                f"missing dataset: {data_root}/train not found (expected <root>/train/<class>/*.jpg); "
-                "pass the right --data-root, or omit it on cpu to use the cached synthetic set"
-            )
-        batch = batch_size(case, train_profile)
-        if case.needs_pretrained:  # lp / ft: no drop_last, so the last short batch counts
-            pretrained = os.environ.get("SWAVBENCH_PRETRAINED") or (
-                cpu_pretrained(Path(data_root)) if device_profile == "cpu" else None
-            )
-            extra, n, note = classification_inputs(case, Path(data_root), pretrained)
-            overrides += extra
-            notes.append(note + (f"; pre-trained weights: {pretrained}" if pretrained else ""))
-            iters = math.ceil(math.ceil(n / scale.world_size) / batch)  # as the sampler pads, no drop
-        else:
-            overrides.append(f"DataLoader.Train.dataset.root={data_root}")
-            n = count_images(data_root)
-            iters = n // (batch * scale.world_size)
+    pretrained = inputs.pretrained if inputs is not None else None
+    if device_profile == "gpu":
+        overrides = [*passl_ci_overrides(case, pretrained), *case.extra_overrides]
+    else:
+        overrides = [
+            f"Global.print_batch_step={scale.print_batch_step}",
+            f"Global.max_train_step={scale.max_train_step}",
+            f"Global.deterministic={case.deterministic}",
+            *case.extra_overrides,
+            *case.cpu_overrides,
+            # the ranks already fill every core: loader workers would only add processes and scheduling noise
+            "DataLoader.Train.loader.num_workers=0",
+        ]
+        if case.needs_pretrained and pretrained:
+            overrides.append(f"Global.pretrained_model={pretrained}")
+    marker, marker_step, iters = "?", scale.max_train_step, None
+    if inputs is not None and not reason:
+        extra, n, note = data_overrides(case, inputs)
+        overrides += extra
+        notes.append(note)
+        iters = iters_per_epoch(n, inputs.batch_size, scale.world_size, inputs.drop_last)
         if case.needs_pretrained and 0 < iters < scale.max_train_step:
             # a fine-tune on a small subset spans epochs (evaluating in between), as a real one does
             notes.append(f"{iters} iters/epoch: the run spans epochs; the marker's last occurrence is judged")
         elif iters < scale.max_train_step:
             raise SwavbenchError(
-                f"{data_root}/train: {n} images give {iters} iters/epoch at batch {batch} x "
+                f"{inputs.root}/train: {n} images give {iters} iters/epoch at batch {inputs.batch_size} x "
                 f"{scale.world_size} ranks; {case.id} needs >= {scale.max_train_step} (use a bigger dataset)"
             )
         marker_step = last_logged_step(scale.max_train_step, iters, scale.print_batch_step)
         marker = marker_for(marker_step, iters)
-    elif device_profile == "gpu":
-        marker, marker_step = case.gpu_marker, scale.max_train_step
-        notes.append(f"marker {marker} is PASSL's; pass the dataset root to compute it from the images")
-    else:
-        marker, marker_step = "?", scale.max_train_step
     default_timeout = 900.0 if device_profile == "gpu" else 300.0 + 20.0 * scale.world_size
     return Plan(
         case=case,
         device_profile=device_profile,
         config=case.config,
-        train_profile=train_profile,
+        train_profile="cpu" if device_profile == "cpu" else None,
         overrides=tuple(overrides),
         scale=scale,
         marker=marker,
@@ -400,7 +439,10 @@ def plan(
         stall_s=stall_s or 120.0,
         skip_reason=reason,
         notes=tuple(notes),
-        data_root=data_root,
+        data_root=inputs.root if inputs is not None else None,
+        env=PASSL_CI_ENV if device_profile == "gpu" else (),
+        inputs=inputs,
+        iters_per_epoch=iters,
     )
 
 
@@ -409,86 +451,14 @@ def with_overrides(p: Plan, *extra: str) -> Plan:
     return replace(p, overrides=p.overrides + tuple(extra))
 
 
-def cache_dir() -> Path:
-    """Where generated CPU datasets live: $SWAVBENCH_CACHE_DIR, else <project home>/data/cache."""
-    from swavbench.paths import cache_dir as home_cache
-
-    return home_cache()
-
-
-def ensure_dataset(spec: SynthData = CPU_DATA, root: Optional[Path] = None) -> Path:
-    """The synthetic dataset of `spec`, generated once (deterministic) into the cache and reused after.
-
-    Generated into a temporary sibling folder and renamed into place, so a concurrent or interrupted
-    generation never leaves a half dataset behind; a lock file beside it makes concurrent callers (pytest-xdist
-    workers, two sessions) wait for one build and reuse it instead of racing.
-    """
-    import fcntl
-
-    target = (root or cache_dir()) / spec.key
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f"{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return _ensure_dataset_locked(spec, target)
-
-
-def _ensure_dataset_locked(spec: SynthData, target: Path) -> Path:
-    """ensure_dataset's check-then-build, under its lock."""
-    import json
-    import shutil
-
-    params = {
-        "classes": spec.classes,
-        "train_per_class": spec.train_per_class,
-        "val_per_class": spec.val_per_class,
-        "size": spec.size,
-        "seed": spec.seed,
-    }
-    marker = target / "synth.json"
-    from swavbench.train.synth import STYLE_VERSION, synthesize
-
-    if marker.is_file() and json.loads(marker.read_text()) == {**params, "style_version": STYLE_VERSION}:
-        return target
-
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    synthesize(tmp, **params)
-    try:
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not marker.is_file():
-            raise
-    return target
-
-
-def default_device_profile() -> str:
-    """gpu when paddle sees a CUDA device, else cpu; never cpu by itself where an NVIDIA GPU is visible
-    (EnvironmentProblem, exit 6: see swavbench.machine.auto_device)."""
-    from swavbench.machine import auto_device
-
-    return auto_device()
-
-
 def plan_for(
     name: str,
     device_profile: Optional[str] = None,
     data_root: Optional[Path] = None,
     overrides: Sequence[str] = (),
-    **limits: Optional[float],
+    **options: Any,
 ) -> Plan:
-    """Resolve a case name, pick the device profile, make the CPU dataset if needed, and plan it."""
-    case = resolve_case(name)
-    device_profile = device_profile or default_device_profile()
-    if device_profile == "cpu" and data_root is None and skip_reason(case) is None:
-        data_root = ensure_dataset(case.cpu_data)
-    p = plan(
-        case,
-        device_profile,
-        Path(data_root) if data_root else None,
-        timeout_s=limits.get("timeout_s"),
-        stall_s=limits.get("stall_s"),
-    )
-    return with_overrides(p, *overrides) if overrides else p
+    """The plan of a case by name, its inputs read from disk: swavbench.harness.prepare.plan_for."""
+    from swavbench.harness import prepare
+
+    return prepare.plan_for(name, device_profile, data_root, overrides, **options)

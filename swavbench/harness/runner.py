@@ -97,7 +97,7 @@ def launch_spec(plan: Plan, log_dir: Path, worker: Optional[Sequence[str]] = Non
         threads=plan.threads,
         timeout_s=plan.timeout_s,
         stall_s=plan.stall_s,
-        env={HOME_ENV: str(project_home())},  # the ranks record the same project home
+        env={**dict(plan.env), HOME_ENV: str(project_home())},  # the ranks record the same project home
     )
     if plan.device_profile == "gpu":
         fields.update(launch.cluster_from_env(os.environ))
@@ -194,7 +194,7 @@ def judge(
 
 def update_command(plan: Plan, baseline_dir: Path) -> str:
     """The exact command that records this case's baseline here."""
-    from swavbench.harness.cases import cache_dir
+    from swavbench.harness.prepare import cache_dir
 
     cmd = f"swavbench update-baseline {plan.case.id} --profile {plan.device_profile}"
     if Path(baseline_dir).resolve() != home().baselines.resolve():

@@ -11,8 +11,9 @@ TOML / YAML file it names, or from Python (a list of mappings or `Case` objects 
     overrides = ["Optimizer.LRScheduler.learning_rate=0.3"]
 
 Without `base` a case names `config` (a PASSL config name, or a file relative to the case file), `task`
-(pt / lp / ft), `cpu` and `gpu` (nnodes, devices_per_node, max_train_step, print_batch_step) and
-`gpu_marker`. Errors are one line naming the file, the case and the field (ConfigError, exit 3).
+(pt / lp / ft), `cpu` and `gpu` (nnodes, devices_per_node, max_train_step, print_batch_step); the marker
+a run is judged at is computed from the data it reads (`passl_marker` is optional: the line PASSL's own
+logs of the case are read at). Errors are one line naming the file, the case and the field (ConfigError, exit 3).
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ TASKS = ("pt", "lp", "ft")
 SCALE_KEYS = {f.name: f.type for f in fields(Scale)}
 DATA_KEYS = {f.name for f in fields(SynthData)}
 TOLERANCE_KEYS = {"ips_pct", "loss", "max_mem"}
-SIMPLE = {"passl_name": str, "gpu_marker": str, "warmup_lines": int, "metric": str, "deterministic": bool,
+SIMPLE = {"passl_name": str, "passl_marker": str, "warmup_lines": int, "metric": str, "deterministic": bool,
           "needs_pretrained": bool, "note": str}
 LISTS = {"overrides": "extra_overrides", "cpu_overrides": "cpu_overrides"}
 TABLES = ("cpu", "gpu", "cpu_data", "tolerances", "cpu_tolerances")
 KNOWN = {"id", "base", "config", "task", *SIMPLE, *LISTS, *TABLES}
-REQUIRED_WITHOUT_BASE = ("config", "task", "cpu", "gpu", "gpu_marker")
+REQUIRED_WITHOUT_BASE = ("config", "task", "cpu", "gpu")
 
 CaseLike = Union[Case, Mapping[str, Any]]
 _registered: dict[str, Case] = {}  # cases given from Python in this process (the fixture, add_cases)
@@ -178,6 +179,7 @@ def case_from_mapping(data: Mapping, known: Mapping[str, Case], source: str = "<
             values["needs_pretrained"] = data["task"] != "pt"
         return replace(base, passl_name=values.pop("passl_name", case_id), **values)
     values.setdefault("passl_name", case_id)
+    values.setdefault("passl_marker", "")  # only PASSL's own logs need it; a run's marker comes from its data
     values.setdefault("needs_pretrained", values["task"] != "pt")
     return Case(**values)
 

@@ -20,7 +20,7 @@ from PIL import Image, ImageFilter
 from swavbench.errors import ConfigError
 
 MEAN = (0.485, 0.456, 0.406)
-STD = (0.228, 0.224, 0.225)  # the reference SwAV's 0.228 (torchvision's ImageNet std is 0.229)
+STD = (0.229, 0.224, 0.225)  # PASSL's SwAVMultiCropDataset (the reference SwAV has 0.228; passl-deviations.md)
 
 
 @dataclass(frozen=True)

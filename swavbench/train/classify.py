@@ -2,16 +2,16 @@
 
 Linear probe (default): the trunk is frozen in eval mode and runs under no_grad; only `linear.linear`
 (Linear(feature_dim, num_classes), N(0, 0.01), bias 0) trains, by momentum SGD with a per-epoch cosine.
-Fine-tune (`Global.finetune: True`): the whole network trains on the subset; parameters whose name holds
-an `Optimizer.custom_cfg` group name (`head`) form that group, with its own schedule; the rest is the
-`default` (trunk) group. Keys follow PASSL: trunk `res_model.encoder.*`, probe classifier `linear.linear.*`,
-fine-tune head `res_model.projection_head.*`.
+Fine-tune (`Global.finetune: True`): the whole network trains on the subset; PASSL's `Optimizer.param_groups`
+(`name: res_model.projection_head`, matched as a regex on parameter names) gives the head its own schedule;
+the rest is the `default` (trunk) group. Keys follow PASSL: trunk `res_model.encoder.*`, probe classifier
+`linear.linear.*`, fine-tune head `res_model.projection_head.*`.
 """
 
 from __future__ import annotations
 
 import json
-import math
+import re
 import time
 from typing import Callable, Sequence
 
@@ -21,7 +21,8 @@ import paddle.nn as nn
 
 from swavbench.errors import ConfigError, DataError
 from swavbench.train import checkpoint as ckpt
-from swavbench.train.config import get
+from swavbench.train import gpu
+from swavbench.train.config import class_count, get, lr_decay_unit
 from swavbench.train.data import build_classification_loader
 from swavbench.train.logger import (
     PasslLogger,
@@ -45,16 +46,11 @@ from swavbench.train.runtime import peak_memory_gb, seed_everything, setup_runti
 class ResModel(nn.Layer):
     """`res_model`: the trunk (`encoder`) and, for fine-tuning, a Linear head (`projection_head`)."""
 
-    def __init__(self, backbone: str, head_classes: int = 0, zero_init_residual: bool = False) -> None:
+    def __init__(self, backbone: str, head_classes: int = 0, zero_init_residual: bool = True) -> None:
         super().__init__()
         self.encoder = build_backbone(backbone, zero_init_residual)
-        if head_classes:  # torch's default Linear init, as the reference's nn.Linear(2048, 1000)
-            bound = 1.0 / math.sqrt(self.encoder.feature_dim)
-
-            def uniform() -> paddle.ParamAttr:
-                return paddle.ParamAttr(initializer=nn.initializer.Uniform(-bound, bound))
-
-            self.projection_head = nn.Linear(self.encoder.feature_dim, head_classes, uniform(), uniform())
+        if head_classes:  # paddle's default Linear init (Xavier weight, zero bias), as PASSL's swavresnet50 head
+            self.projection_head = nn.Linear(self.encoder.feature_dim, head_classes)
 
 
 class RegLog(nn.Layer):
@@ -70,7 +66,7 @@ class RegLog(nn.Layer):
 class LinearProbe(nn.Layer):
     """Frozen trunk (eval mode, no grad, stop_gradient) + RegLog; `train()` keeps the trunk in eval mode."""
 
-    def __init__(self, backbone: str, num_classes: int, zero_init_residual: bool = False) -> None:
+    def __init__(self, backbone: str, num_classes: int, zero_init_residual: bool = True) -> None:
         super().__init__()
         self.res_model = ResModel(backbone, zero_init_residual=zero_init_residual)
         for p in self.res_model.parameters():
@@ -96,7 +92,7 @@ class LinearProbe(nn.Layer):
 class Finetune(nn.Layer):
     """The whole network trains: trunk + Linear head (no normalisation), as the reference semi-sup model."""
 
-    def __init__(self, backbone: str, num_classes: int, zero_init_residual: bool = False) -> None:
+    def __init__(self, backbone: str, num_classes: int, zero_init_residual: bool = True) -> None:
         super().__init__()
         self.res_model = ResModel(backbone, num_classes, zero_init_residual)
 
@@ -107,27 +103,64 @@ class Finetune(nn.Layer):
 # ---------------------------------------------------------------------------------------------------------
 # Optimiser: one momentum SGD per named parameter group, each with its own schedule
 # ---------------------------------------------------------------------------------------------------------
-def param_groups(named: Sequence[tuple[str, paddle.Tensor]], opt_cfg: dict, default_sched: dict) -> dict:
-    """{group name: (params, LRScheduler section)}: custom_cfg groups claim parameters whose name contains
-    the group name; every other trainable parameter is `default`. ConfigError when a group claims none."""
-    groups = {"default": ([], default_sched)}
-    for index, entry in enumerate(opt_cfg.get("custom_cfg") or []):
-        where = f"Optimizer.custom_cfg[{index}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or set(entry) - {
-                "name", "LRScheduler", "lr"}:
-            raise ConfigError(f"{where}: expected {{name: <substring of parameter names>, LRScheduler: {{...}}}}")
-        sched = entry.get("LRScheduler") or entry.get("lr")
-        if not isinstance(sched, dict):
-            raise ConfigError(f"{where}: group {entry['name']!r} needs an LRScheduler section")
-        groups[entry["name"]] = ([], sched)
+GROUP_KEYS = {"param_groups": {"name", "regular_exp", "lr", "LRScheduler"}, "custom_cfg": {"name", "LRScheduler", "lr"}}
+
+
+def _group_schedule(entry: dict, where: str) -> dict:
+    """A group's schedule section; a bare number is a constant lr (as PASSL's `lr: 0.1`)."""
+    sched = entry.get("lr", entry.get("LRScheduler"))
+    if isinstance(sched, (int, float)) and not isinstance(sched, bool):
+        return {"name": "MultiStepDecay", "learning_rate": float(sched), "milestones": []}
+    if not isinstance(sched, dict):
+        raise ConfigError(f"{where}: group {entry['name']!r} needs an lr schedule section (or a number)")
+    return sched
+
+
+def param_groups(named: Sequence[tuple[str, paddle.Tensor]], opt_cfg: dict,
+                 default_sched: dict) -> tuple[dict, str]:
+    """({group name: (params, schedule)}, the group whose lr the log line shows).
+
+    `Optimizer.param_groups` (PASSL's): a trainable parameter joins the first group whose `regular_exp`
+    (else its `name`) re.match-es the parameter name; the others form `default` (the trunk), on the
+    Optimizer's own schedule. The log shows the first group's lr, as PASSL's `optimizer.get_lr()` does.
+    `Optimizer.custom_cfg` (swavbench's earlier form): a group claims names that contain its name; the log
+    shows `default`. ConfigError when a group has keys this trainer does not apply, or claims no parameter.
+    """
+    key = "param_groups" if opt_cfg.get("param_groups") else "custom_cfg"
+    entries = opt_cfg.get(key) or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"Optimizer.{key}: expected a list of groups, got {type(entries).__name__}")
+    matchers: list[tuple[str, Callable[[str], bool]]] = []
+    groups: dict[str, tuple[list, dict]] = {}
+    for index, entry in enumerate(entries):
+        where = f"Optimizer.{key}[{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ConfigError(f"{where}: expected {{name: <parameter name pattern>, lr: {{...}}}}")
+        extra = set(entry) - GROUP_KEYS[key]
+        if extra:
+            raise ConfigError(f"{where}: {', '.join(sorted(extra))}: not applied by this trainer "
+                              f"(a group takes {', '.join(sorted(GROUP_KEYS[key]))})")
+        if key == "param_groups":
+            regex = entry.get("regular_exp") or entry["name"]
+            try:
+                pattern = re.compile(regex)
+            except re.error as err:
+                raise ConfigError(f"{where}: {regex!r} is not a regular expression: {err}") from None
+            matchers.append((entry["name"], lambda n, pattern=pattern: pattern.match(n) is not None))
+        else:
+            matchers.append((entry["name"], lambda n, sub=entry["name"]: sub in n))
+        groups[entry["name"]] = ([], _group_schedule(entry, where))
+    groups["default"] = ([], default_sched)
     for name, p in named:
         if not p.stop_gradient:
-            owner = next((g for g in groups if g != "default" and g in name), "default")
+            owner = next((g for g, matches in matchers if matches(name)), "default")
             groups[owner][0].append(p)
     for group, (params, _) in groups.items():
         if not params and group != "default":
-            raise ConfigError(f"Optimizer.custom_cfg: group {group!r} matches no trainable parameter name")
-    return {g: v for g, v in groups.items() if v[0]}
+            raise ConfigError(f"Optimizer.{key}: group {group!r} matches no trainable parameter name")
+    log_group = matchers[0][0] if key == "param_groups" and matchers else "default"
+    groups = {g: v for g, v in groups.items() if v[0]}
+    return groups, log_group if log_group in groups else next(iter(groups))
 
 
 class GroupedMomentum:
@@ -213,8 +246,7 @@ def loss_weight(config: dict, split: str) -> float:
 # ---------------------------------------------------------------------------------------------------------
 def _check_settings(config: dict, finetune: bool) -> tuple[str, int]:
     """(the class-count key, its value); ConfigError for settings this trainer does not run."""
-    key = "Model.output_dim" if finetune else "Model.num_classes"
-    classes = get(config, key)
+    key, classes = class_count(config, finetune)
     if not isinstance(classes, int) or classes < 1:
         raise ConfigError(f"{key}: the {'fine-tune' if finetune else 'linear probe'} needs the class count")
     if not finetune and get(config, "Model.backbone.eval_mode", True) is not True:
@@ -263,7 +295,7 @@ def train_classifier(config: dict, config_path: str = "", overrides: Sequence[st
 
     # ---- model: identical init on every rank, trunk from Global.pretrained_model ----------------------
     seed_everything(rt.seed)
-    zero_init = bool(get(config, "Model.backbone.zero_init_residual", False))
+    zero_init = bool(get(config, "Model.backbone.zero_init_residual", True))  # PASSL's ResNet default
     backbone = get(config, "Model.backbone.type", "resnet50")
     model = (Finetune if finetune else LinearProbe)(backbone, num_classes, zero_init)
     pretrained = None
@@ -279,18 +311,18 @@ def train_classifier(config: dict, config_path: str = "", overrides: Sequence[st
     if not finetune:
         rt.sync_batchnorm = "none: the probe's trunk is frozen in eval mode (running statistics)"
     elif rt.sync_batchnorm == "SyncBatchNorm":
-        model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model, converted = gpu.convert_sync_batchnorm(model)
+        rt.gpu_paths["sync_batchnorm"].update(ran=True, layers=converted)
     net = paddle.DataParallel(model) if rt.world_size > 1 else model
 
     # ---- optimiser: named groups, each with its own per-epoch (or per-step) schedule --------------------
-    unit = opt_cfg.get("lr_decay_unit") or opt_cfg.get("decay_unit") or "step"
+    unit = lr_decay_unit(opt_cfg)
     trunk_sched = opt_cfg.get("LRScheduler") or opt_cfg.get("lr") or {}
-    groups = param_groups(list(model.named_parameters()), opt_cfg, trunk_sched)
+    groups, log_group = param_groups(list(model.named_parameters()), opt_cfg, trunk_sched)
     schedules: dict[str, Callable[[int, int], float]] = {
         g: build_lr_schedule(sched, iters_per_epoch, epochs, unit) for g, (_, sched) in groups.items()}
     optimizer = GroupedMomentum({g: params for g, (params, _) in groups.items()},
                                 float(opt_cfg.get("momentum", 0.9)), float(opt_cfg.get("weight_decay", 0.0)))
-    log_group = "default" if "default" in groups else next(iter(groups))
 
     # ---- resume (PASSL layout) ---------------------------------------------------------------------------
     out_dir = ckpt.checkpoint_dir(config)

@@ -66,7 +66,9 @@ DATASET = {
     "std": list_of(NUM),
     "transform": ANY,  # PASSL's transform list (linear probe / fine-tune)
     "samples_tag": OPT_STR,  # PASSL: semi_1 / semi_10
-    "txt_file_name": OPT_STR,  # subset file (SimCLR format): absolute, or relative to the folder above root
+    # subset file (SimCLR format): a bare name is read beside the split folder (<root>/..), a path with folders
+    # is opened as given, relative to the working directory (PASSL's FewShotDataset); see subset_path()
+    "txt_file_name": OPT_STR,
     "class_num": int,
 }
 
@@ -103,12 +105,15 @@ SCHEMA: dict = {
     },
     "FP16": {
         "level": str,  # O0 | O1 | O2
-        "GradScaler": {
+        "dtype": str,  # swavbench: auto_cast dtype, float16 (PASSL's, the default) | bfloat16
+        "GradScaler": {  # PASSL's passl.core.GradScaler arguments (defaults: swavbench.train.optim.PASSL_SCALER)
             "init_loss_scaling": NUM,
+            "max_loss_scaling": NUM,
             "incr_every_n_steps": int,
             "decr_every_n_nan_or_inf": int,
             "incr_ratio": NUM,
             "decr_ratio": NUM,
+            "use_dynamic_loss_scaling": bool,
         },
     },
     "DistributedStrategy": {"data_parallel": bool, "sync_batchnorm": bool},
@@ -132,8 +137,9 @@ SCHEMA: dict = {
             "eval_mode": bool,
             "zero_init_residual": bool,
         },
-        "num_classes": int,
-        "output_dim": int,
+        "class_num": int,  # PASSL's linear-probe class count
+        "num_classes": int,  # the same (swavbench's earlier spelling)
+        "output_dim": int,  # fine-tune class count (swavbench's earlier spelling of Model.backbone.output_dim)
     },
     "Loss": ANY,
     "Metric": ANY,
@@ -146,12 +152,14 @@ SCHEMA: dict = {
         "clip": bool,
         "eps": NUM,
         "tensor_fusion": bool,
-        "decay_unit": str,  # step | epoch
-        "lr_decay_unit": str,
+        "decay_unit": str,  # step | epoch (swavbench's earlier spelling of lr_decay_unit)
+        "lr_decay_unit": str,  # PASSL's: when the schedules advance
         "LRScheduler": LR_SCHEDULER,
-        "lr": LR_SCHEDULER,  # PASSL's other spelling of LRScheduler
-        "custom_cfg": ANY,  # per-parameter-group settings, e.g. the fine-tune head's lr
+        "lr": LR_SCHEDULER,  # PASSL's spelling of LRScheduler; an override of either name goes to the one used
+        # PASSL's parameter groups: [{name: <regex, re.match on parameter names>, regular_exp?: <regex>,
+        # lr: {schedule} | number}], e.g. the fine-tune head's lr (swavbench.train.classify.param_groups)
         "param_groups": ANY,
+        "custom_cfg": ANY,  # swavbench's earlier form: [{name: <substring of parameter names>, LRScheduler}]
     },
     "DataLoader": {"Train": LOADER_SECTION, "Eval": LOADER_SECTION},
 }
@@ -228,11 +236,27 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), parse_value(value)
 
 
+SCHEDULE_KEYS = ("LRScheduler", "lr")  # PASSL's configs spell the schedule section `lr`
+
+
+def _schedule_alias(config: Mapping, keys: list[str]) -> list[str]:
+    """`Optimizer.LRScheduler.*` names `Optimizer.lr.*` in a config that spells it `lr`, and vice versa."""
+    if len(keys) >= 2 and keys[0] == "Optimizer" and keys[1] in SCHEDULE_KEYS:
+        optimizer = config.get("Optimizer") or {}
+        other = SCHEDULE_KEYS[1 - SCHEDULE_KEYS.index(keys[1])]
+        if keys[1] not in optimizer and isinstance(optimizer.get(other), dict):
+            return [keys[0], other, *keys[2:]]
+    return keys
+
+
 def apply_overrides(config: dict, overrides: Iterable[str | tuple[list[str], Any]]) -> dict:
-    """Return a copy of `config` with each override set (missing sections are created, as in PASSL)."""
+    """Return a copy of `config` with each override set (missing sections are created, as in PASSL).
+
+    An override of the schedule section goes to the spelling the config uses (`lr` or `LRScheduler`)."""
     result = copy.deepcopy(config)
     for item in overrides:
         keys, value = parse_override(item) if isinstance(item, str) else item
+        keys = _schedule_alias(result, list(keys))
         node = result
         for key in keys[:-1]:
             if not isinstance(node.get(key), dict):
@@ -310,10 +334,76 @@ def load_config(
     if overrides:
         config = apply_overrides(config, overrides)
         validate(config, source=f"{path} -o")
+    check_combinations(config, str(path))
+    return config
+
+
+def check_combinations(config: Mapping, source: str = "config") -> None:
+    """ConfigError for keys that are valid alone but not together, or not for this task."""
     optimizer = config.get("Optimizer") or {}
     if "lr" in optimizer and "LRScheduler" in optimizer:
-        raise ConfigError(f"{path}: Optimizer has both lr and LRScheduler; keep one")
-    return config
+        raise ConfigError(f"{source}: Optimizer has both lr and LRScheduler; keep one")
+    if "decay_unit" in optimizer and "lr_decay_unit" in optimizer and (
+            optimizer["decay_unit"] != optimizer["lr_decay_unit"]):
+        raise ConfigError(f"{source}: Optimizer.decay_unit and Optimizer.lr_decay_unit differ; keep lr_decay_unit")
+    groups = [k for k in ("param_groups", "custom_cfg") if optimizer.get(k)]
+    if len(groups) == 2:
+        raise ConfigError(f"{source}: Optimizer has both param_groups and custom_cfg; keep param_groups (PASSL's)")
+    task = get(config, "Global.task_type", "ContrastiveLearning")
+    if groups and task != "Classification":
+        raise ConfigError(
+            f"{source}: Optimizer.{groups[0]}: the pre-train trains every parameter in one LARC group; "
+            "parameter groups are read by the linear probe / fine-tune only (remove it)"
+        )
+    dtype = get(config, "FP16.dtype", "float16")
+    if dtype not in ("float16", "bfloat16"):
+        raise ConfigError(f"{source}: FP16.dtype: {dtype!r} is not an auto_cast dtype (float16 or bfloat16)")
+
+
+CLASS_COUNT_KEYS = {  # PASSL's key first, then swavbench's earlier spelling
+    False: ("Model.class_num", "Model.num_classes"),  # linear probe
+    True: ("Model.backbone.output_dim", "Model.output_dim"),  # fine-tune: the head's output size
+}
+
+
+def class_count(config: Mapping, finetune: bool) -> tuple[str, Optional[int]]:
+    """(the key holding the classification's class count, its value or None); ConfigError when both
+    spellings are set to different values."""
+    keys = CLASS_COUNT_KEYS[bool(finetune)]
+    values = {k: get(config, k) for k in keys if get(config, k) is not None}
+    if len(set(values.values())) > 1:
+        raise ConfigError(f"{keys[0]}={values[keys[0]]} and {keys[1]}={values[keys[1]]} differ: set {keys[0]} only")
+    key = next(iter(values), keys[0])
+    return key, values.get(key)
+
+
+def lr_decay_unit(optimizer: Mapping) -> str:
+    """When the schedules advance: `step` | `epoch` (PASSL's Optimizer.lr_decay_unit; default step)."""
+    unit = optimizer.get("lr_decay_unit") or optimizer.get("decay_unit") or "step"
+    if unit not in ("step", "epoch"):
+        raise ConfigError(f"Optimizer.lr_decay_unit: {unit!r} is not step or epoch")
+    return unit
+
+
+def subset_path(dataset: Mapping, split: str = "Train") -> Optional[Path]:
+    """The SimCLR subset file a classification split reads, or None (the whole folder).
+
+    `txt_file_name` absolute: as given; a path with folders (PASSL: `./dataset/ILSVRC2012/10percent.txt`):
+    relative to the working directory, as PASSL's FewShotDataset opens it; a bare name (`10percent.txt`):
+    beside the split folder, in `<root>/..` (where SimCLR's files and `swavbench data synth` put it).
+    `samples_tag: semi_N` alone means the bare name `Npercent.txt`.
+    """
+    txt, tag = dataset.get("txt_file_name"), dataset.get("samples_tag")
+    if tag and not txt:
+        if tag not in ("semi_1", "semi_10"):
+            raise ConfigError(f"DataLoader.{split}.dataset.samples_tag: {tag!r} unknown (semi_1 | semi_10)")
+        txt = f"{tag.split('_')[1]}percent.txt"
+    if not txt:
+        return None
+    path = Path(txt)
+    if path.is_absolute() or path.parent != Path("."):
+        return path
+    return Path(str(dataset.get("root", "."))).parent / path
 
 
 def get(config: Mapping, dotted: str, default: Any = None) -> Any:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from swavbench.errors import ConfigError, DataError
 from swavbench.train.augment import MultiCropSpec, multi_crop, normalize_lut
-from swavbench.train.config import get
+from swavbench.train.config import get, subset_path
 from swavbench.train.sampler import SeededDistributedBatchSampler
 from swavbench.train.transforms import ClassificationTransform, build_transform
 
@@ -251,19 +251,11 @@ def build_pretrain_loader(
 
 
 def classification_samples(dataset: Mapping, split: str) -> tuple[list[Sample], list[str]]:
-    """`(samples, classes)` of a classification split: the folder `dataset.root`, or its SimCLR subset.
-
-    A relative `txt_file_name` is read from the folder above root (where SimCLR's files and
-    `swavbench data synth` put it); `samples_tag: semi_N` alone means `Npercent.txt`, as in PASSL."""
+    """`(samples, classes)` of a classification split: the folder `dataset.root`, or its SimCLR subset
+    (`txt_file_name`, found as swavbench.train.config.subset_path says)."""
     folder = Path(dataset["root"])
-    txt = dataset.get("txt_file_name")
-    tag = dataset.get("samples_tag")
-    if tag and not txt:
-        if tag not in ("semi_1", "semi_10"):
-            raise ConfigError(f"DataLoader.{split}.dataset.samples_tag: {tag!r} unknown (semi_1 | semi_10)")
-        txt = f"{tag.split('_')[1]}percent.txt"
-    if txt:
-        txt_path = Path(txt) if Path(txt).is_absolute() else folder.parent / txt
+    txt_path = subset_path(dataset, split)
+    if txt_path is not None:
         return read_subset_file(txt_path, folder.parent, folder.name), list_classes(folder)
     return scan_image_folder(folder.parent, folder.name, split)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -12,7 +11,8 @@ import paddle
 
 from swavbench.errors import ConfigError
 from swavbench.train import checkpoint as ckpt
-from swavbench.train.config import get
+from swavbench.train import gpu
+from swavbench.train.config import get, lr_decay_unit
 from swavbench.train.data import build_pretrain_loader
 from swavbench.train.logger import (
     PasslLogger,
@@ -37,14 +37,10 @@ from swavbench.train.swav import Queue, default_all_reduce, swav_loss
 
 
 def queue_length_per_rank(queue_length: int, batch_size: int, world_size: int) -> int:
-    """Reference rule: round down to a multiple of batch x world; each rank holds length / world."""
+    """The reference's rule: round down to a multiple of batch x world (3804 -> 3584 at 8 x 64); each rank
+    holds length / world. ConfigError when that leaves no queue at all (the reference would silently run none)."""
     if queue_length <= 0:
         return 0
-    if queue_length % world_size:
-        raise ConfigError(
-            f"Model.queue_length={queue_length} is not divisible by the world size {world_size}: "
-            f"use a multiple of {world_size}, e.g. {queue_length - queue_length % world_size}"
-        )
     rounded = queue_length - queue_length % (batch_size * world_size)
     if rounded == 0:
         raise ConfigError(
@@ -90,7 +86,8 @@ def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) ->
     model = build_pretrain_model(config)
     seed_everything(rt.seed + rt.rank)
     if rt.sync_batchnorm == "SyncBatchNorm":
-        model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model, converted = gpu.convert_sync_batchnorm(model)
+        rt.gpu_paths["sync_batchnorm"].update(ran=True, layers=converted)
     named = list(model.named_parameters())
     prototype_names = {name for name, _ in named if "prototypes" in name}
     net = paddle.DataParallel(model) if rt.world_size > 1 else model
@@ -104,11 +101,10 @@ def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) ->
         trust_coefficient=float(opt_cfg.get("trust_coefficient", 0.001)), clip=bool(opt_cfg.get("clip", False)),
         larc=opt_cfg.get("name", "MomentumLARC") == "MomentumLARC",
     )
-    lr_at = build_lr_schedule(sched_cfg, iters_per_epoch, epochs, opt_cfg.get("decay_unit", "step"))
-    fp16 = rt.precision_effective.startswith("fp16")
-    scaler_cfg = get(config, "FP16.GradScaler", {}) or {}
-    scaler = DynamicLossScaler(fp16, float(scaler_cfg.get("init_loss_scaling", 65536.0)),
-                               int(scaler_cfg.get("incr_every_n_steps", 2000)))
+    lr_at = build_lr_schedule(sched_cfg, iters_per_epoch, epochs, lr_decay_unit(opt_cfg))
+    scaler = DynamicLossScaler.from_config(rt.amp.entered, get(config, "FP16.GradScaler"))  # on with AMP, as PASSL
+    rt.gpu_paths["loss_scaler"] = gpu.path_record(rt.device == "gpu" and scaler.enabled, **scaler.settings(),
+                                                  exercised_by=gpu.CPU_TESTS["loss_scaler"])
 
     # ---- resume from Global.checkpoint (PASSL layout) -------------------------------------------------
     out_dir = ckpt.checkpoint_dir(config)
@@ -140,8 +136,7 @@ def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) ->
         write_run_header(records, header)
     log.info("[swavbench] run header: " + json.dumps(header, sort_keys=True))
     recorder = StepRecorder(records, rt.rank, append=bool(glob.get("checkpoint")))
-    autocast = (lambda: paddle.amp.auto_cast(enable=True, level="O1", dtype="float16")) if fp16 \
-        else contextlib.nullcontext
+    autocast = rt.amp.autocast()
     all_params = [p for _, p in named]
 
     def save(prefix: str, epoch_done: int, iter_in_epoch: int, metrics: dict) -> None:
@@ -186,7 +181,8 @@ def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) ->
 
             # backward, drop prototype gradients while frozen, LARC step
             scaler.scale_loss(loss).backward()
-            if scaler.unscale_and_check(all_params):
+            scale_used = scaler.scale
+            if stepped := scaler.unscale_and_check(all_params):
                 frozen = prototype_names if global_step < freeze_niters else None
                 optimizer.step(lr, frozen)
             optimizer.clear_grad()
@@ -198,7 +194,8 @@ def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) ->
             batch_cost = time.perf_counter() - tic
             global_step += 1
             recorder.write(step=global_step, epoch=epoch + 1, iter=it, loss=loss_value, lr=lr,
-                           batch_cost=batch_cost, reader_cost=reader_cost)
+                           batch_cost=batch_cost, reader_cost=reader_cost,
+                           **({"loss_scale": scale_used, "stepped": stepped} if scaler.enabled else {}))
             window.add(loss=loss_value, batch_cost=batch_cost, reader_cost=reader_cost)
             epoch_loss.add(loss=loss_value)
             if it % print_every == 0:

@@ -6,7 +6,6 @@ Parameter names follow PASSL's checkpoints: `res_model.encoder.<torchvision-styl
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import paddle
@@ -17,11 +16,9 @@ from swavbench.errors import ConfigError
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Conv2D:
-    # torchvision init: kaiming normal, fan_out, relu
-    fan_out = out_ch * kernel * kernel
-    init = nn.initializer.Normal(0.0, math.sqrt(2.0 / fan_out))
-    return nn.Conv2D(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias_attr=False,
-                     weight_attr=paddle.ParamAttr(initializer=init))
+    # paddle's default Conv2D init, N(0, sqrt(2 / fan_in)), as PASSL's trunk (paddle.vision's ResNet) has it:
+    # PASSL's fan_out loop runs before its encoder exists (the reference: fan_out; docs/passl-deviations.md)
+    return nn.Conv2D(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias_attr=False)
 
 
 def _bn(channels: int, zero: bool = False) -> nn.BatchNorm2D:
@@ -76,9 +73,7 @@ class ResNet(nn.Layer):
     def __init__(self, block: type, layers: Sequence[int], width: int = 64,
                  zero_init_residual: bool = False) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2D(3, width, 7, stride=2, padding=3, bias_attr=False,
-                               weight_attr=paddle.ParamAttr(initializer=nn.initializer.Normal(
-                                   0.0, math.sqrt(2.0 / (width * 49)))))
+        self.conv1 = nn.Conv2D(3, width, 7, stride=2, padding=3, bias_attr=False)  # paddle's init (see _conv)
         self.bn1 = _bn(width)
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)

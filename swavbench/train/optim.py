@@ -121,16 +121,57 @@ class LARCMomentum:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Dynamic loss scaling (fp16 O1 on GPU). Disabled (a no-op) when the run is fp32.
+# Dynamic loss scaling (PASSL's passl.core.GradScaler over paddle.amp.GradScaler). A no-op when disabled.
 # ---------------------------------------------------------------------------------------------------------
-class DynamicLossScaler:
-    """Scale the loss, unscale grads, skip steps with inf/nan grads, halve on overflow, grow when stable."""
+# passl.core.GradScaler's defaults (PASSL's SwAV configs set none of them): FP16.GradScaler overrides each.
+PASSL_SCALER = {
+    "init_loss_scaling": 2.0**10,
+    "max_loss_scaling": 2.0**32,
+    "incr_ratio": 2.0,
+    "decr_ratio": 0.5,
+    "incr_every_n_steps": 1000,
+    "decr_every_n_nan_or_inf": 2,
+    "use_dynamic_loss_scaling": True,
+}
 
-    def __init__(self, enabled: bool, init_scale: float = 65536.0, growth_interval: int = 2000,
-                 growth_factor: float = 2.0, backoff_factor: float = 0.5) -> None:
-        self.enabled, self.scale = enabled, float(init_scale) if enabled else 1.0
-        self.growth_interval, self.growth, self.backoff = growth_interval, growth_factor, backoff_factor
-        self.good_steps = 0
+
+class DynamicLossScaler:
+    """Scale the loss, unscale the grads, skip a step whose grads hold inf/nan, adapt the scale (paddle's rule).
+
+    A step with inf/nan grads is always skipped; the scale is multiplied by `decr_ratio` after
+    `decr_every_n_nan_or_inf` such steps in a row, and by `incr_ratio` (capped at `max_loss_scaling`) after
+    `incr_every_n_steps` finite steps in a row. `use_dynamic_loss_scaling=False` keeps the scale fixed.
+    The scale never exceeds `max_loss_scaling` (PASSL clips it there before each unscale; the loss it scaled
+    may have used a larger one, which a cap on growth avoids).
+    """
+
+    def __init__(self, enabled: bool, init_loss_scaling: float = PASSL_SCALER["init_loss_scaling"],
+                 max_loss_scaling: float = PASSL_SCALER["max_loss_scaling"],
+                 incr_ratio: float = PASSL_SCALER["incr_ratio"], decr_ratio: float = PASSL_SCALER["decr_ratio"],
+                 incr_every_n_steps: int = PASSL_SCALER["incr_every_n_steps"],
+                 decr_every_n_nan_or_inf: int = PASSL_SCALER["decr_every_n_nan_or_inf"],
+                 use_dynamic_loss_scaling: bool = True) -> None:
+        self.enabled = enabled
+        self.scale = min(float(init_loss_scaling), float(max_loss_scaling)) if enabled else 1.0
+        self.max_scale, self.incr_ratio, self.decr_ratio = float(max_loss_scaling), float(incr_ratio), float(decr_ratio)
+        self.incr_every, self.decr_every = int(incr_every_n_steps), int(decr_every_n_nan_or_inf)
+        self.dynamic = bool(use_dynamic_loss_scaling)
+        self.good_steps = self.bad_steps = self.skipped = 0
+
+    @classmethod
+    def from_config(cls, enabled: bool, section: Optional[dict]) -> DynamicLossScaler:
+        """From FP16.GradScaler (PASSL's keys; the missing ones take PASSL_SCALER's values)."""
+        settings = {**PASSL_SCALER, **(section or {})}
+        if settings["init_loss_scaling"] <= 0 or settings["incr_every_n_steps"] < 1 or (
+                settings["decr_every_n_nan_or_inf"] < 1):
+            raise ConfigError(f"FP16.GradScaler: need init_loss_scaling > 0 and step counts >= 1, got {section}")
+        return cls(enabled, **settings)
+
+    def settings(self) -> dict:
+        """What the run header records."""
+        return {"enabled": self.enabled, "loss_scaling": self.scale, "max_loss_scaling": self.max_scale,
+                "incr_ratio": self.incr_ratio, "decr_ratio": self.decr_ratio, "incr_every_n_steps": self.incr_every,
+                "decr_every_n_nan_or_inf": self.decr_every, "use_dynamic_loss_scaling": self.dynamic}
 
     def scale_loss(self, loss: paddle.Tensor) -> paddle.Tensor:
         return loss * self.scale if self.enabled else loss
@@ -150,17 +191,23 @@ class DynamicLossScaler:
         return ok
 
     def update(self, ok: bool) -> None:
-        if not ok:
-            self.scale *= self.backoff
-            self.good_steps = 0
+        """Count one step (finite grads or not) and adapt the scale."""
+        self.skipped += not ok
+        if not self.dynamic:
             return
-        self.good_steps += 1
-        if self.good_steps >= self.growth_interval:
-            self.scale *= self.growth
-            self.good_steps = 0
+        if not ok:
+            self.good_steps, self.bad_steps = 0, self.bad_steps + 1
+            if self.bad_steps == self.decr_every:
+                self.scale, self.bad_steps = self.scale * self.decr_ratio, 0
+            return
+        self.good_steps, self.bad_steps = self.good_steps + 1, 0
+        if self.good_steps == self.incr_every:
+            self.scale, self.good_steps = min(self.scale * self.incr_ratio, self.max_scale), 0
 
     def state_dict(self) -> dict:
-        return {"scale": self.scale, "good_steps": self.good_steps, "enabled": self.enabled}
+        return {"scale": self.scale, "good_steps": self.good_steps, "bad_steps": self.bad_steps,
+                "enabled": self.enabled}
 
     def set_state_dict(self, state: dict) -> None:
         self.scale, self.good_steps = float(state["scale"]), int(state["good_steps"])
+        self.bad_steps = int(state.get("bad_steps", 0))

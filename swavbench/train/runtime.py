@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime
 import os
 import random
-from dataclasses import asdict, dataclass
-from typing import Optional
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
 
 import numpy as np
 import paddle
 
 from swavbench.errors import ConfigError, EnvironmentProblem
+from swavbench.train import gpu
 
 
 @dataclass
@@ -29,9 +30,13 @@ class Runtime:
     max_mem_source: str
     deterministic: bool
     host_allocator: str = "default"
+    flags: dict = field(default_factory=dict)  # paddle FLAGS set (and cuDNN ones skipped on cpu)
+    gpu_paths: dict = field(default_factory=dict)  # each GPU-only branch: ran here? exercised by which CPU test
+    amp: Any = None  # the gpu.AmpPlan (not in the header)
 
     def header(self) -> dict:
         data = asdict(self)
+        data.pop("amp")
         data["paddle_version"] = paddle.__version__
         from swavbench.machine import build_record, cpu_identity, machine_profile
         from swavbench.paths import project_home
@@ -108,42 +113,38 @@ def setup_runtime(config: dict) -> Runtime:
         dist.init_parallel_env()
     rank = _env_int("PADDLE_TRAINER_ID", "PADDLE_GLOBAL_RANK", default=0)
 
-    level = str((config.get("FP16") or {}).get("level", "O0")).upper()
-    wants_fp16 = level in ("O1", "O2")
-    precision_requested = f"fp16 {level}" if wants_fp16 else "fp32"
-    if wants_fp16 and requested == "gpu":
-        effective, note = precision_requested, f"requested {precision_requested}, ran {precision_requested} on gpu"
-    elif wants_fp16:
-        effective, note = "fp32", f"requested {precision_requested}, ran fp32 on cpu (paddle AMP is a no-op on cpu)"
-    else:
-        effective, note = "fp32", "fp32"
+    amp = gpu.amp_plan(config, requested)
+    effective = amp.requested if gpu.amp_takes_effect(amp) else "fp32"
+    note = f"requested {amp.requested}, ran {effective} on {requested} ({amp.reason})" if amp.entered or (
+        amp.requested != "fp32") else "fp32"
+    if amp.entered and effective == "fp32":
+        note += f"; paddle {paddle.__version__} ignores auto_cast here: a probe matmul stays float32"
 
     wants_sync = bool((config.get("DistributedStrategy") or {}).get("sync_batchnorm", True))
-    if wants_sync and requested == "gpu" and world_size > 1:
-        sync = "SyncBatchNorm"
-    elif wants_sync and world_size > 1:
-        sync = "BatchNorm per rank (SyncBatchNorm requested; paddle has no SyncBatchNorm kernel on cpu)"
-    else:
-        sync = "BatchNorm"
+    sync = gpu.sync_batchnorm_mode(wants_sync, requested, world_size)
 
-    deterministic = bool(glob.get("deterministic", False))
-    if requested == "gpu" and deterministic:
-        paddle.set_flags({"FLAGS_cudnn_deterministic": True})
-    for flag, value in (glob.get("flags") or {}).items():
-        paddle.set_flags({flag: value})
+    flags = gpu.runtime_flags(glob, requested)
+    applied = gpu.apply_flags(flags, requested)
+    deterministic = bool(glob.get("deterministic", False)) or gpu.flags_deterministic(flags)
+    mem_source = gpu.max_mem_source(requested)
+    paths = {
+        "runtime_flags": gpu.path_record(requested == "gpu", set=sorted(applied["set"]),
+                                         exercised_by=gpu.CPU_TESTS["runtime_flags"]),
+        "auto_cast": gpu.path_record(effective != "fp32", entered=amp.entered, level=amp.level, dtype=amp.dtype,
+                                     exercised_by=gpu.CPU_TESTS["auto_cast"]),
+        "sync_batchnorm": gpu.path_record(False, exercised_by=gpu.CPU_TESTS["sync_batchnorm"]),
+        "max_mem_source": gpu.path_record(requested == "gpu", source=mem_source,
+                                          exercised_by=gpu.CPU_TESTS["max_mem_source"]),
+    }
 
     seed = int(glob.get("seed", 31))
     return Runtime(
         device=requested, rank=rank, world_size=world_size,
         nnodes=_env_int("PADDLE_NNODES", default=1),
         threads=_env_int("OMP_NUM_THREADS", default=1), seed=seed,
-        precision_requested=precision_requested, precision_effective=effective, precision_note=note,
-        sync_batchnorm=sync,
-        max_mem_source=(
-            "paddle.device.cuda.max_memory_allocated (peak allocated device memory)" if requested == "gpu"
-            else 'paddle.base.core.host_memory_stat_peak_value("Allocated", 0) (peak allocated host memory)'
-        ),
-        deterministic=deterministic,
+        precision_requested=amp.requested, precision_effective=effective, precision_note=note,
+        sync_batchnorm=sync, max_mem_source=mem_source, deterministic=deterministic,
+        flags=applied, gpu_paths=paths, amp=amp,
     )
 
 
@@ -154,9 +155,10 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def peak_memory_gb(device: str) -> Optional[float]:
-    """Peak allocated memory in GB (1024^3): device memory on GPU, paddle's host allocator on CPU."""
+def peak_memory_gb(device: str, cuda: Any = None) -> Optional[float]:
+    """Peak allocated memory in GB (1024^3): device memory on GPU (`cuda`: paddle.device.cuda, or a
+    stand-in with its max_memory_allocated()), paddle's host allocator on CPU."""
     if device == "gpu":
-        return paddle.device.cuda.max_memory_allocated() / 1024**3
+        return (cuda or paddle.device.cuda).max_memory_allocated() / 1024**3
     core = getattr(getattr(paddle, "base", None), "core", None) or paddle.fluid.core  # paddle 2.6: fluid
     return core.host_memory_stat_peak_value("Allocated", 0) / 1024**3
