@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from swavbench.commands.history import add_db_option, print_import_summary
-from swavbench.errors import EXIT_OK
+from swavbench.errors import EXIT_OK, from_os_error
 
 DEFAULT_OUT = "reports/index.html"
 DEFAULT_RUNS = "reports/runs"
@@ -27,13 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Import, build, print the report's path. Corrupt records are reported and skipped, not fatal."""
+    """Import, build, print the report's path. Corrupt records are reported and skipped, not fatal; a report
+    that cannot be written (disk full, read-only, name too long) is exit 6 and leaves the old one."""
     from swavbench.report import build_report
     from swavbench.store.history import History
 
     with History(args.db) as history:
         if args.runs and Path(args.runs).is_dir():
             print_import_summary(history.import_runs(args.runs), history.path)
-        out = build_report(history, args.out, since=args.since, case_pattern=args.case)
+        try:
+            out = build_report(history, args.out, since=args.since, case_pattern=args.case)
+        except OSError as err:  # disk full, read-only, name too long: exit 6; the old report is kept
+            raise from_os_error(err, f"could not write the report {args.out}", "; the old one is unchanged") from None
     print(out)
     return EXIT_OK

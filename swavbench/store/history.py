@@ -4,6 +4,11 @@ One row per run in `runs` (keyed by run_id; re-importing the same record is a no
 replaces the old one), plus `checks`, `ranks` and `steps`. Each run is written in one transaction, so a
 crash mid-write leaves earlier history intact. The database is a plain path or an SQLAlchemy-style URL
 (`sqlite:///relative.sqlite`, `sqlite:////abs/path.sqlite`); only sqlite is supported for now.
+
+Each record is validated at the boundary (swavbench.harness.records): strict JSON, typed fields, bounded
+depth and size, every text cut to inputs.MAX_STORED; a bad record is skipped and reported (exit 3). A full
+or read-only disk under the database is an EnvironmentProblem (exit 6), a file that is not a database a
+usage error (exit 3).
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from typing import Any, Optional, Union
 
 import pandas as pd
 
-from swavbench.errors import EXIT_USAGE, SwavbenchError
+from swavbench.errors import EXIT_USAGE, EnvironmentProblem, SwavbenchError, from_os_error
+from swavbench.harness.records import RECORD_SCHEMA_VERSION, RecordError, read_record_json
+from swavbench.harness.records import validate_record as _validate_record
 from swavbench.paths import DEFAULT_DB
 
 SCHEMA_VERSION = 1  # of the database; bump with a migration in _migrate
-RECORD_SCHEMA_VERSION = 1  # newest result.json schema this module knows
 
 STATUSES = ("pass", "regression", "failed", "no_baseline")
 
@@ -66,10 +72,20 @@ _RUN_COLUMNS = """run_id, case_id AS "case", config, profile, device_profile, st
   failure_rank, failure_message, record_schema_version, source"""
 
 
-class RecordError(SwavbenchError):
-    """A result.json that cannot be stored (not JSON, not an object, a required field missing)."""
+__all__ = ["RECORD_SCHEMA_VERSION", "History", "ImportSummary", "RecordError", "import_runs", "validate_record"]
+# sqlite messages that say "this disk / folder", not "this file": exit 6
+_ENVIRONMENT_DB_ERRORS = ("disk is full", "readonly database", "unable to open", "disk I/O error",
+                          "database is locked", "out of memory")
 
-    exit_code = EXIT_USAGE
+
+def _db_error(err: Exception, path: str, doing: str) -> SwavbenchError:
+    """One line for an sqlite error: exit 6 for a full / read-only / unwritable disk, else 3."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if any(s in text for s in _ENVIRONMENT_DB_ERRORS):
+        return EnvironmentProblem(f"history database {path}: {doing}: {text} (disk full, read-only or not "
+                                  "writable? free space or use --db on a writable disk)")
+    return SwavbenchError(f"history database {path}: {doing}: {text} (not a swavbench history? move it away "
+                          "and rerun to start a new one)", EXIT_USAGE)
 
 
 @dataclass
@@ -183,18 +199,8 @@ def _run_row(rec: dict, source: str, digest: str, imported_utc: str) -> dict:
 
 
 def validate_record(rec: Any, fallback_run_id: Optional[str] = None) -> dict:
-    """The record with run_id filled in; RecordError when it cannot be stored."""
-    if not isinstance(rec, dict):
-        raise RecordError(f"top level is {type(rec).__name__}, expected a JSON object")
-    rec = dict(rec)
-    rec["run_id"] = str(rec.get("run_id") or fallback_run_id or "")
-    for key in ("run_id", "case", "status"):
-        if not rec.get(key):
-            raise RecordError(f"missing field {key!r}")
-    for key in ("steps", "ranks", "checks"):
-        if rec.get(key) is not None and not isinstance(rec[key], list):
-            raise RecordError(f"field {key!r} is {type(rec[key]).__name__}, expected a list")
-    return rec
+    """The record with run_id filled in and texts bounded; RecordError when it cannot be stored."""
+    return _validate_record(rec, fallback_run_id)
 
 
 class History:
@@ -203,13 +209,20 @@ class History:
     def __init__(self, db: Union[str, Path] = DEFAULT_DB) -> None:
         self.path = resolve_db(db)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise from_os_error(err, f"history database {self.path}: cannot create its folder") from None
         try:
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as err:
+            raise _db_error(err, self.path, "cannot open") from None
+        try:
             self.conn.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as err:
-            raise SwavbenchError(f"history database {self.path}: {err}") from err
-        self._migrate()
+            self._migrate()
+        except sqlite3.Error as err:
+            self.conn.close()
+            raise _db_error(err, self.path, "cannot set up the tables") from None
 
     def __enter__(self) -> History:
         return self
@@ -241,9 +254,17 @@ class History:
         """Store one run record in one transaction; returns 'imported' or 'unchanged'."""
         rec = validate_record(record, fallback_run_id)
         digest = hashlib.sha256(json.dumps(rec, sort_keys=True, default=str).encode()).hexdigest()
-        old = self.conn.execute("SELECT digest FROM runs WHERE run_id=?", (rec["run_id"],)).fetchone()
-        if old and old[0] == digest:
-            return "unchanged"
+        try:
+            old = self.conn.execute("SELECT digest FROM runs WHERE run_id=?", (rec["run_id"],)).fetchone()
+            if old and old[0] == digest:
+                return "unchanged"
+            self._store(rec, source, digest)
+        except sqlite3.Error as err:
+            raise _db_error(err, self.path, f"could not store run {rec['run_id']} (earlier runs are kept)") from None
+        return "imported"
+
+    def _store(self, rec: dict, source: str, digest: str) -> None:
+        """Replace one run's rows in one transaction (rolled back on any error)."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             for table in ("runs", "checks", "ranks", "steps"):
@@ -252,17 +273,20 @@ class History:
             names = ", ".join(row)
             self.conn.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
             _insert_children(self.conn, rec)
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             raise
-        self.conn.execute("COMMIT")
-        return "imported"
 
     def import_file(self, path: Union[str, Path], summary: ImportSummary) -> None:
         """Import one result.json into `summary`; a corrupt file is recorded there, not raised."""
         path = Path(path)
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            record = read_record_json(path)
             if isinstance(record, dict) and (_int(record.get("schema_version")) or 1) > RECORD_SCHEMA_VERSION:
                 summary.warnings.append(
                     f"{path}: schema_version {record['schema_version']} is newer; "
@@ -287,7 +311,10 @@ class History:
 
     # -- reading ---------------------------------------------------------------------------------
     def _frame(self, sql: str, params: tuple = ()) -> pd.DataFrame:
-        return pd.read_sql_query(sql, self.conn, params=params)
+        try:
+            return pd.read_sql_query(sql, self.conn, params=params)
+        except (sqlite3.Error, pd.errors.DatabaseError) as err:
+            raise _db_error(err, self.path, "cannot read") from None
 
     def runs(self, since: Optional[str] = None, case_pattern: Optional[str] = None) -> pd.DataFrame:
         """All runs (oldest first), optionally from `since` (date/ISO time, UTC) and matching a case glob."""
