@@ -17,27 +17,25 @@ killed writer are removed; the new file keeps the mode of the one it replaces (0
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
 import re
 import shutil
-import stat
-import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
 
 from swavbench.errors import BaselineError, from_os_error
+from swavbench.harness.atomic import hold_lock, remove_stale_temps, replace_file
 from swavbench.inputs import (
     MARKER_RE,
     MAX_BASELINE_BYTES,
     MAX_IPS,
+    MAX_SHOWN,
     MAX_STORED,
     MIN_IPS,
     JSONInputError,
+    cut,
     is_number,
     loads_json,
     name_problem,
@@ -53,7 +51,6 @@ MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 DEFAULT_TOLERANCES = {"ips_pct": 5.0, "loss": "exact", "max_mem": "exact"}
 REQUIRED_METRICS = ("loss", "ips", "marker")
 LOCK_WAIT_S = 10.0  # a writer holds the lock for milliseconds (read, diff, write): wait this long, then refuse
-NEW_FILE_MODE = 0o644
 MAX_TOLERANCE = 1e6  # loss / max_mem tolerances (absolute)
 
 
@@ -269,87 +266,6 @@ def load_baseline(path: Union[str, Path]) -> Baseline:
     return from_dict(data, path)
 
 
-def _open_lock(lock_path: Path) -> int:
-    """Open (create) the lock file without following a symlink; BaselineError / exit 6 when impossible."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(lock_path, flags, NEW_FILE_MODE)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise BaselineError(f"lock {lock_path} is a symlink: swavbench never follows one; remove it "
-                                "(rm it) and rerun") from None
-        raise from_os_error(err, f"cannot create the lock {lock_path}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise BaselineError(f"lock {lock_path} is not a regular file: remove it and rerun")
-    return fd
-
-
-def _lock(lock_path: Path, target: Path, wait_s: Optional[float] = None) -> int:
-    """Exclusive lock on `<file>.lock` (waiting up to wait_s, default LOCK_WAIT_S); fd returned.
-
-    Still held by another writer after that: BaselineError (exit 3).
-    """
-    wait_s = LOCK_WAIT_S if wait_s is None else wait_s
-    deadline = time.monotonic() + wait_s
-    while True:
-        fd = _open_lock(lock_path)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # The holder unlinks the lock file on release: make sure we locked the file still at that path.
-            if os.fstat(fd).st_ino == os.lstat(lock_path).st_ino:
-                return fd
-        except (BlockingIOError, FileNotFoundError):
-            pass
-        os.close(fd)
-        if time.monotonic() >= deadline:
-            raise BaselineError(f"another update-baseline is writing {target} (lock {lock_path}, held for more "
-                                f"than {wait_s:g} s); wait for it to finish")
-        time.sleep(0.05)
-
-
-def _remove_stale_temps(path: Path) -> list[str]:
-    """Temp files of `path` left by a writer that was killed (we hold the lock: none is in use)."""
-    removed = []
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        try:
-            if tmp.is_symlink() or tmp.is_file():
-                tmp.unlink()
-                removed.append(tmp.name)
-        except OSError:
-            continue
-    return removed
-
-
-def _target_mode(path: Path) -> int:
-    """The permission bits the new file gets: those of the file it replaces, else 0644."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return NEW_FILE_MODE
-    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else NEW_FILE_MODE
-
-
-def _replace_file(path: Path, text: str) -> None:
-    """Temp file in the same dir (mode of the old file), fsync, os.replace, fsync the dir."""
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fchmod(fh.fileno(), _target_mode(path))
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        _fsync_dir(path.parent)
-    except OSError as err:
-        raise from_os_error(err, f"could not write baseline {path}", "; the previous file is unchanged") from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-
-
 @dataclass
 class Update:
     """What `update_baseline` did: the file read inside the lock, the one written, temp files removed."""
@@ -373,10 +289,9 @@ def update_baseline(path: Union[str, Path], make: Callable[[Optional[Baseline]],
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise from_os_error(err, f"cannot create {path.parent}") from None
-    lock_path = path.with_name(path.name + ".lock")
-    fd = _lock(lock_path, path, wait_s)
-    try:
-        removed = _remove_stale_temps(path)
+    wait_s = LOCK_WAIT_S if wait_s is None else wait_s
+    with hold_lock(path.with_name(path.name + ".lock"), path, wait_s, "update-baseline"):
+        removed = remove_stale_temps(path)
         old, problem = None, None
         if os.path.lexists(path):
             try:
@@ -386,29 +301,13 @@ def update_baseline(path: Union[str, Path], make: Callable[[Optional[Baseline]],
         new = make(old)
         data = to_dict(new)
         from_dict(json.loads(json.dumps(data)), path)  # never write a file we would refuse to load
-        _replace_file(path, json.dumps(data, sort_keys=True, indent=2, allow_nan=False) + "\n")
+        replace_file(path, json.dumps(data, sort_keys=True, indent=2, allow_nan=False) + "\n", "baseline")
         return Update(old, new, removed, problem)
-    finally:
-        lock_path.unlink(missing_ok=True)
-        os.close(fd)
 
 
 def write_baseline(path: Union[str, Path], baseline: Baseline) -> None:
     """Write atomically (temp file in the same dir, fsync, os.replace) under the exclusive lock."""
     update_baseline(path, lambda _old: baseline)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def check_compatible(baseline: Baseline, profile: str, paddle_version: Optional[str],
@@ -441,11 +340,18 @@ def _flat(d: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
+MAX_DIFF_LINES = 40
+
+
+def _shown_json(value: object) -> str:
+    return cut(json.dumps(value), MAX_SHOWN)
+
+
 def diff_baselines(old: Optional[Baseline], new: Baseline) -> list[str]:
-    """Readable old -> new lines (metrics and tolerances first, then provenance)."""
+    """Readable old -> new lines (metrics and tolerances first, then provenance); values and lines bounded."""
     if old is None:
         return [f"new baseline {new.profile}/{new.case}:"] + [
-            f"  {k}: {json.dumps(v)}" for k, v in _flat({"metrics": new.metrics}).items()]
+            f"  {k}: {_shown_json(v)}" for k, v in _flat({"metrics": new.metrics}).items()][: MAX_DIFF_LINES + 1]
     a, b = _flat(to_dict(old)), _flat(to_dict(new))
     keys = sorted(set(a) | set(b), key=lambda k: (k.startswith("provenance."), k))
     lines = []
@@ -453,8 +359,9 @@ def diff_baselines(old: Optional[Baseline], new: Baseline) -> list[str]:
         if a.get(k) == b.get(k):
             continue
         extra = ""
-        if k == "metrics.ips" and isinstance(a.get(k), (int, float)) and isinstance(b.get(k), (int, float)):
+        if k == "metrics.ips" and is_number(a.get(k)) and is_number(b.get(k)) and a[k]:
             extra = f" ({(b[k] - a[k]) / a[k] * 100:+.2f}%)"
-        lines.append(f"  {k}: {json.dumps(a.get(k))} -> {json.dumps(b.get(k))}{extra}")
+        lines.append(f"  {cut(k, 80)}: {_shown_json(a.get(k))} -> {_shown_json(b.get(k))}{extra}")
     head = f"baseline {new.profile}/{new.case}: " + ("no change" if not lines else f"{len(lines)} change(s)")
-    return [head] + lines
+    more = [f"  ... {len(lines) - MAX_DIFF_LINES} more change(s)"] if len(lines) > MAX_DIFF_LINES else []
+    return [head] + lines[:MAX_DIFF_LINES] + more

@@ -22,17 +22,17 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional, Union
+from typing import Iterator, Optional, Union
 
 from swavbench.errors import RunFailed, SwavbenchError, from_os_error
+from swavbench.harness.loglines import MAX_LINE, Kept, file_lines, shown_line, text_lines
+from swavbench.harness.stepsfile import StepsLog, parse_steps_text, read_steps_file, step_problem
 from swavbench.inputs import (
     MAX_IPS,
-    MAX_SHOWN,
     MAX_STORED,
     MIN_IPS,
     JSONInputError,
     cut,
-    is_number,
     loads_json,
     number_text_problem,
     shown,
@@ -54,8 +54,6 @@ EXC_WORDS = ("Error", "Exception", "Interrupt", "Exit")
 UNIT_RE = re.compile(r"[A-Za-z]+/[A-Za-z]+")  # "images/sec"
 REQUIRED = ("lr", "batch_cost", "reader_cost", "ips")
 TAIL_LINES = 20
-MAX_LINE = 1 << 16  # characters of one physical line examined (a PASSL train line is ~250)
-MAX_KEPT = 50  # fatal lines / problems kept (the first and the last); the count beyond is reported
 RANK_RE = re.compile(r"0|[1-9][0-9]{0,5}")  # launch's names: workerlog.0, workerlog.17 (no leading zero)
 HEADER_INTS = ("world_size", "nnodes", "threads", "seed", "batch_size_per_device", "iters_per_epoch")
 HEADER_TEXTS = ("paddle_version", "device", "config", "precision_requested", "precision_effective",
@@ -243,47 +241,6 @@ def _dedupe(found: list[tuple[str, str, object]]) -> tuple[list, int]:
     return kept, dropped
 
 
-def _text_lines(text: str) -> Iterator[tuple[str, int, bool]]:
-    """(line cut to MAX_LINE, bytes beyond the cut, ends with a newline) for each line of `text`."""
-    start, size = 0, len(text)
-    while start < size:
-        end = text.find("\n", start)
-        terminated = end != -1
-        end = end if terminated else size
-        more = 0
-        if end - start > MAX_LINE:
-            rest = text[start + MAX_LINE : end]
-            more = len(rest) if rest.isascii() else len(rest.encode("utf-8", "replace"))
-        yield text[start : min(end, start + MAX_LINE)], more, terminated
-        start = end + 1
-
-
-def _file_lines(handle: BinaryIO) -> Iterator[tuple[str, int, bool]]:
-    """As `_text_lines`, reading a binary file line by line (UTF-8, bad bytes replaced); bounded memory."""
-    while True:
-        chunk = handle.readline(MAX_LINE)
-        if not chunk:
-            return
-        if chunk.endswith(b"\n"):
-            yield chunk[:-1].decode("utf-8", "replace"), 0, True
-            continue
-        more, terminated = 0, False
-        while len(chunk) == MAX_LINE and not terminated:  # a longer line: count the rest, keep nothing
-            piece = handle.readline(1 << 20)
-            if not piece:
-                break
-            terminated = piece.endswith(b"\n")
-            more += len(piece) - terminated
-        yield chunk.decode("utf-8", "replace"), more, terminated
-
-
-def _shown_line(seg: str, more: int) -> str:
-    """A line for messages: at most MAX_SHOWN characters, then "(N more bytes)" (N counts the uncut rest)."""
-    if more:
-        return f"{seg[:MAX_SHOWN]} ... ({len(seg[MAX_SHOWN:].encode('utf-8', 'replace')) + more} more bytes)"
-    return cut(seg)
-
-
 def _header(text: str) -> tuple[Optional[dict], Optional[str]]:
     """The run header JSON and None, or None and why it cannot be used (known fields are type-checked)."""
     try:
@@ -315,38 +272,17 @@ def _is_exception_line(seg: str) -> bool:
     return any(word in last for word in EXC_WORDS)
 
 
-class _Kept:
-    """The first and the last MAX_KEPT // 2 items of a stream, and how many fell between."""
-
-    def __init__(self) -> None:
-        self.head: list[str] = []
-        self.last: deque = deque(maxlen=MAX_KEPT // 2)
-        self.dropped = 0
-
-    def add(self, item: str) -> None:
-        if len(self.head) < MAX_KEPT // 2:
-            self.head.append(item)
-            return
-        if len(self.last) == self.last.maxlen:
-            self.dropped += 1
-        self.last.append(item)
-
-    def items(self, what: str) -> list[str]:
-        gap = [f"... {self.dropped} more {what} ..."] if self.dropped else []
-        return self.head + gap + list(self.last)
-
-
 def _parse(lines: Iterator[tuple[str, int, bool]], path: Optional[str]) -> ParsedLog:
     """The one pass over a log's lines (see parse_log_text)."""
     log = ParsedLog(path, [], [], False, [], [])
     train, summaries, evals = [], [], []
-    fatal, problems, tail = _Kept(), _Kept(), deque(maxlen=TAIL_LINES)
+    fatal, problems, tail = Kept(), Kept(), deque(maxlen=TAIL_LINES)
     in_traceback = False
     for line_no, (line, more, terminated) in enumerate(lines, 1):
         log.n_lines = line_no
         segs = [s for s in strip_ansi(line).split("\r") if s.strip()]
         if segs:
-            tail.append(_shown_line(segs[-1].rstrip(), more))
+            tail.append(shown_line(segs[-1].rstrip(), more))
         for j, seg in enumerate(segs):
             seg = seg.rstrip()
             last_cut = not terminated and j == len(segs) - 1
@@ -389,17 +325,17 @@ def _scan_segment(log: ParsedLog, seg: str, line_no: int, last_cut: bool, more: 
     if log.peer_error is None and (m := PEER_ERROR_RE.search(seg)):
         log.peer_error = m.group(0)
     if "FatalError" in seg or "Traceback (most recent call last)" in seg:
-        fatal.add(_shown_line(seg.strip(), more))
+        fatal.add(shown_line(seg.strip(), more))
         return in_traceback or "Traceback" in seg
     if in_traceback and _is_exception_line(seg):
-        fatal.add(_shown_line(seg.strip(), more))
+        fatal.add(shown_line(seg.strip(), more))
         return False
     return in_traceback
 
 
 def parse_log_text(text: str, path: Optional[str] = None) -> ParsedLog:
     """Parse one worker log's text."""
-    return _parse(_text_lines(text), path)
+    return _parse(text_lines(text), path)
 
 
 def parse_log_file(path: Union[str, Path]) -> ParsedLog:
@@ -410,7 +346,7 @@ def parse_log_file(path: Union[str, Path]) -> ParsedLog:
     """
     try:
         with open(path, "rb") as handle:
-            return _parse(_file_lines(handle), str(path))
+            return _parse(file_lines(handle), str(path))
     except IsADirectoryError:
         raise RunFailed("malformed_log", f"{path} is a folder, not a worker log: remove or rename it") from None
     except OSError as err:
@@ -466,98 +402,9 @@ def parse_log_dir(logdir: Union[str, Path]) -> dict[int, ParsedLog]:
     return {r: parse_log_file(p) for r, p in _ranked_files(root, "workerlog.").items()}
 
 
-@dataclass
-class StepsLog:
-    """A `steps.<rank>.jsonl` file written by swavbench's trainer."""
-
-    path: Optional[str]
-    steps: list[dict]
-    problems: list[str]  # every line that is not a step record (the cut last line included)
-    corrupt: list[str] = field(default_factory=list)  # the problems that are not the cut last line (exit 2)
-    duplicates: int = 0  # the same record written twice, dropped
-
-    @property
-    def last_step(self) -> Optional[int]:
-        return max((s["step"] for s in self.steps), default=None)
-
-    @property
-    def name(self) -> str:
-        return Path(self.path).name if self.path else "<steps>"
-
-
-STEP_INTS = {"step": 1, "epoch": 0, "iter": 0, "rank": 0}  # field -> smallest value
-STEP_SECONDS = ("batch_cost", "reader_cost")
-MAX_STEP_SECONDS = 1e7
-
-
-def step_problem(row: object) -> Optional[str]:
-    """Why a parsed steps line is not a step record, or None (types and ranges of the known fields)."""
-    if not isinstance(row, dict):
-        return f"is {type(row).__name__}, not a JSON object"
-    if "step" not in row:
-        return "has no 'step'"
-    for key, low in STEP_INTS.items():
-        value = row.get(key)
-        if (value is not None or key == "step") and not (
-            isinstance(value, int) and not isinstance(value, bool) and low <= value < 1 << 40
-        ):
-            return f"field {key!r} is {shown(value, 40)}, expected a whole number >= {low}"
-    for key in STEP_SECONDS:
-        value = row.get(key)
-        if value is not None and not (is_number(value) and 0 <= value <= MAX_STEP_SECONDS):
-            return f"field {key!r} is {shown(value, 40)}, expected seconds (a finite number >= 0)"
-    if row.get("lr") is not None and not is_number(row["lr"]):
-        return f"field 'lr' is {shown(row['lr'], 40)}, expected a finite number"
-    loss = row.get("loss")  # NaN / inf are allowed: a diverged run logs them
-    if loss is not None and (isinstance(loss, bool) or not isinstance(loss, (int, float))):
-        return f"field 'loss' is {shown(loss, 40)}, expected a number"
-    return None
-
-
-def parse_steps_text(text: str, path: Optional[str] = None) -> StepsLog:
-    """Parse per-step JSONL; a bad line is a problem, not a crash (a cut last line is not `corrupt`)."""
-    return _parse_steps(_text_lines(text), path)
-
-
-def _parse_steps(lines: Iterator[tuple[str, int, bool]], path: Optional[str]) -> StepsLog:
-    out = StepsLog(path, [], [])
-    seen: set[str] = set()
-    for i, (line, more, terminated) in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            if more:
-                raise JSONInputError(f"line is longer than {MAX_LINE} characters")
-            row = loads_json(line, allow_non_finite=True, max_depth=4)
-            why = step_problem(row)
-        except JSONInputError as err:
-            row, why = None, str(err)
-        if why is None and line in seen:
-            out.duplicates += 1
-            continue
-        if why is not None:
-            last_cut = not terminated and row is None
-            problem = f"line {i}: " + ("cut last line (the run was killed mid-write?)" if last_cut
-                                       else f"not a step record ({why}): {shown(line, 80)}")
-            if len(out.problems) < MAX_KEPT:
-                out.problems.append(problem)
-                if not last_cut:
-                    out.corrupt.append(problem)
-            continue
-        seen.add(line)
-        out.steps.append(row)
-    return out
-
-
-def read_steps_file(path: Union[str, Path]) -> StepsLog:
-    """One `steps.<rank>.jsonl`, read line by line; a folder in its place is a malformed log dir (exit 2)."""
-    try:
-        with open(path, "rb") as handle:
-            return _parse_steps(_file_lines(handle), str(path))
-    except IsADirectoryError:
-        raise RunFailed("malformed_steps", f"{path} is a folder, not a steps file: remove or rename it") from None
-    except OSError as err:
-        raise from_os_error(err, f"cannot read steps file {path}") from None
+__all__ = ["AvgRecord", "Malformed", "ParsedLog", "StepRecord", "StepsLog", "parse_log_dir", "parse_log_file",
+           "parse_log_text", "parse_steps_text", "read_steps_dir", "read_steps_file", "resolve_logdir",
+           "step_problem", "strip_ansi"]
 
 
 def read_steps_dir(logdir: Union[str, Path]) -> dict[int, StepsLog]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from swavbench.errors import EXIT_USAGE, SwavbenchError, from_os_error
-from swavbench.harness.logparse import step_problem
+from swavbench.harness.stepsfile import step_problem
 from swavbench.inputs import (
     MARKER_RE,
     MAX_JSON_BYTES,
