@@ -13,11 +13,14 @@ message. Light module: imports nothing heavy.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import re
+import stat
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, BinaryIO, Callable, Optional, Union
 
 MAX_SHOWN = 300  # characters of input text in a message, a table cell or a log tail line
 MAX_STORED = 4096  # characters of one text field of a run record stored in the history / report
@@ -162,12 +165,34 @@ def loads_json(text: str, allow_non_finite: bool = False, max_depth: int = MAX_D
     return value
 
 
-def read_text(path: Union[str, Path], max_bytes: int) -> str:
-    """A file's text (UTF-8, strict); ValueError when it is larger than max_bytes or not UTF-8.
+class NotRegularFile(OSError):
+    """A folder, FIFO, socket or device where swavbench expects a file; `kind` says which ("a folder")."""
 
-    OSError (missing, a folder, permission, I/O) propagates for the caller to classify.
+    def __init__(self, path: Union[str, Path], kind: str) -> None:
+        super().__init__(errno.EISDIR if kind == "a folder" else errno.EINVAL, f"is {kind}, not a file", str(path))
+        self.kind = kind
+
+
+def open_regular(path: Union[str, Path]) -> BinaryIO:
+    """Open a regular file for reading in binary; NotRegularFile for a folder or a FIFO (which would block),
+    other OSErrors (missing, permission, I/O) as raised."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegularFile(path, "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                             else "a socket or device")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_text(path: Union[str, Path], max_bytes: int) -> str:
+    """A file's text (UTF-8, strict); JSONInputError when it is larger than max_bytes or not UTF-8.
+
+    NotRegularFile for a folder or FIFO; any other OSError (missing, permission, I/O) propagates for the
+    caller to classify.
     """
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise JSONInputError(f"is larger than {max_bytes >> 10} KiB: not a file swavbench writes")

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -242,6 +245,22 @@ def test_a_steps_file_or_log_that_is_a_folder_is_a_malformed_log_dir(tmp_path):
     assert code == 2 and "workerlog.3 is a folder" in one_line_error(err)
 
 
+def test_a_fifo_where_a_file_should_be_is_refused_not_waited_on(tmp_path):
+    logs = log_dir(tmp_path)
+    (logs / "steps.2.jsonl").unlink()
+    os.mkfifo(logs / "steps.2.jsonl")
+    os.mkfifo(tmp_path / "baseline.json")
+    runs = tmp_path / "runs" / "r1"
+    runs.mkdir(parents=True)
+    os.mkfifo(runs / "result.json")
+    for args, code, words in ((("parse", logs), 2, "steps.2.jsonl is a FIFO"),
+                              (("compare", CPU_LOG, "--baseline", tmp_path / "baseline.json"), 3, "is a FIFO"),
+                              (("history", "import", runs.parent, "--db", tmp_path / "h.sqlite"), 3, "is a FIFO")):
+        done = subprocess.run([sys.executable, "-m", "swavbench.cli", *map(str, args)], capture_output=True,
+                              text=True, timeout=60)  # reading a FIFO would block forever
+        assert done.returncode == code and words in one_line_error(done.stderr), done.stderr
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -280,10 +299,10 @@ def test_a_deeply_nested_record_is_skipped_and_the_rest_imported(tmp_path):
 def test_the_same_run_given_twice_is_refused(tmp_path):
     run = run_folder(tmp_path)
     code, out, err = update_from(tmp_path, run, run, run)
-    assert code == 3 and "same run" in one_line_error(err)
+    assert code == 3 and "are one run (the same folder" in one_line_error(err)
     copy = run_folder(tmp_path, name="copy")  # the same run id kept in two folders
     code, out, err = update_from(tmp_path, run, copy)
-    assert code == 3 and "same run" in one_line_error(err)
+    assert code == 3 and "are one run (run id 20261128T193702Z" in one_line_error(err)
     assert not (tmp_path / "baselines").exists()
     other = run_folder(tmp_path, {**record(), "run_id": f"20261128T200000Z-{CASE}-fx02"}, name="other")
     code, out, err = update_from(tmp_path, run, other)

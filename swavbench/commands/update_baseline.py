@@ -144,16 +144,16 @@ def _distinct(sources: list[Path]) -> None:
     """Refuse the same run given twice (same folder, or copies of one run id): a spread of 0% is no repeat."""
     seen: dict[str, Path] = {}
     for root in sources:
-        keys = [str(root.resolve())]
+        keys = [f"the same folder {root.resolve()}"]
         record_file = root / "result.json"
         if record_file.is_file():
             try:
-                keys.append(f"run {read_record(record_file, record_file.parent.name)['run_id']}")
+                keys.append(f"run id {read_record(record_file, record_file.parent.name)['run_id']}")
             except SwavbenchError:
                 pass  # reported when the run is read
         for key in keys:
             if key in seen:
-                raise SwavbenchError(f"--from {root} is the same run as {seen[key]} ({key}): give each run once")
+                raise SwavbenchError(f"--from {root} and {seen[key]} are one run ({key}): give each run once")
             seen[key] = root
 
 

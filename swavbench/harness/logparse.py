@@ -32,9 +32,11 @@ from swavbench.inputs import (
     MAX_STORED,
     MIN_IPS,
     JSONInputError,
+    NotRegularFile,
     cut,
     loads_json,
     number_text_problem,
+    open_regular,
     shown,
 )
 
@@ -345,10 +347,10 @@ def parse_log_file(path: Union[str, Path]) -> ParsedLog:
     environment error (exit 6: permission, I/O) or a usage error (exit 3).
     """
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             return _parse(file_lines(handle), str(path))
-    except IsADirectoryError:
-        raise RunFailed("malformed_log", f"{path} is a folder, not a worker log: remove or rename it") from None
+    except NotRegularFile as err:
+        raise RunFailed("malformed_log", f"{path} is {err.kind}, not a worker log: remove or rename it") from None
     except OSError as err:
         raise from_os_error(err, f"cannot read log {path}") from None
 

@@ -22,6 +22,7 @@ from swavbench.inputs import (
     MAX_JSON_BYTES,
     MAX_STORED,
     JSONInputError,
+    NotRegularFile,
     bound_strings,
     is_number,
     loads_json,
@@ -208,8 +209,8 @@ def read_record_json(path: Union[str, Path]) -> Any:
         text = read_text(path, MAX_JSON_BYTES)
     except FileNotFoundError:
         raise RecordError("does not exist") from None
-    except (IsADirectoryError, NotADirectoryError):
-        raise RecordError("is a folder, not a file") from None
+    except NotRegularFile as err:
+        raise RecordError(f"is {err.kind}, not a file") from None
     except OSError as err:
         raise from_os_error(err, f"cannot read run record {path}") from None
     except JSONInputError as err:

@@ -15,7 +15,7 @@ from typing import Iterator, Optional, Union
 
 from swavbench.errors import RunFailed, from_os_error
 from swavbench.harness.loglines import MAX_KEPT, MAX_LINE, file_lines, text_lines
-from swavbench.inputs import JSONInputError, is_number, loads_json, shown
+from swavbench.inputs import JSONInputError, NotRegularFile, is_number, loads_json, open_regular, shown
 
 
 @dataclass
@@ -104,9 +104,9 @@ def _parse_steps(lines: Iterator[tuple[str, int, bool]], path: Optional[str]) ->
 def read_steps_file(path: Union[str, Path]) -> StepsLog:
     """One `steps.<rank>.jsonl`, read line by line; a folder in its place is a malformed log dir (exit 2)."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             return _parse_steps(file_lines(handle), str(path))
-    except IsADirectoryError:
-        raise RunFailed("malformed_steps", f"{path} is a folder, not a steps file: remove or rename it") from None
+    except NotRegularFile as err:
+        raise RunFailed("malformed_steps", f"{path} is {err.kind}, not a steps file: remove or rename it") from None
     except OSError as err:
         raise from_os_error(err, f"cannot read steps file {path}") from None
