@@ -30,6 +30,7 @@ MAX_BASELINE_BYTES = 1 << 20  # a baseline is ~1 KB
 MAX_NUMBER_CHARS = 40  # a printed number longer than this is not a measurement
 MAX_IPS = 1e9  # images/s: anything above is a corrupt figure, not a measurement
 MIN_IPS = 1e-6  # images/s: one image in 11 days is not a measurement either
+MAX_INT = 1 << 63  # a JSON integer beyond this is no figure swavbench writes (and float() of it may overflow)
 
 NAME_PATTERNS = {
     # profile keys: `cpu-<model slug>-<n>t`, `gpu-<model slug>-x<n>`, `passl-a100` (baselines/<profile>/)
@@ -74,8 +75,10 @@ def name_problem(kind: str, value: object) -> Optional[str]:
 
 
 def is_number(value: object) -> bool:
-    """A JSON number that is finite (bool is not a number here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number that is finite and fits a float (bool is not a number here)."""
+    if type(value) is int:
+        return -MAX_INT < value < MAX_INT
+    return type(value) is float and math.isfinite(value)
 
 
 def number_text_problem(text: object, allow_non_finite: bool = False) -> Optional[str]:
@@ -102,12 +105,6 @@ def _float(text: str) -> float:
     return value
 
 
-def _int(text: str) -> int:
-    if len(text.lstrip("-")) > 19:
-        raise JSONInputError(f"integer {cut(text, 40)} is too large")
-    return int(text)
-
-
 def _no_repeats(pairs: list[tuple[str, Any]]) -> dict:
     out: dict = {}
     for key, value in pairs:
@@ -117,25 +114,51 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
+def survey(value: Any) -> tuple[int, bool, int]:
+    """(nesting depth, holds a NaN/Infinity or an integer beyond MAX_INT, longest string or key) of a loaded
+    JSON value: one iterative walk (never the recursion limit), scalars checked in place."""
+    deepest, non_finite, longest = 0, False, 0
+    if type(value) is not dict and type(value) is not list:
+        stack, value = [], [value]
+        stack.append((value, 0))
+    else:
+        stack = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        if depth > deepest:
+            deepest = depth
+        if type(item) is dict:
+            longest = max(longest, max(map(len, item), default=0))
+            children = item.values()
+        else:
+            children = item
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                push((child, depth + 1))
+            elif kind is str:
+                if len(child) > longest:
+                    longest = len(child)
+            elif kind is float and child - child != 0.0:  # inf - inf and nan - nan are nan
+                non_finite = True
+            elif kind is int and not -MAX_INT < child < MAX_INT:
+                non_finite = True
+    return deepest, non_finite, longest
+
+
 def depth_problem(value: Any, max_depth: int = MAX_DEPTH) -> Optional[str]:
     """Why a loaded JSON value nests too deep, or None (iterative: never hits the recursion limit)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            if depth > max_depth:
-                return f"nested more than {max_depth} levels deep"
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return None
+    return f"nested more than {max_depth} levels deep" if survey(value)[0] > max_depth else None
 
 
 def non_finite_path(value: Any, allowed: Callable[[str], bool] = lambda key: False) -> Optional[str]:
-    """The dotted path (`metrics.ips`, `steps[3].loss`) of the first NaN/Infinity not `allowed`, or None."""
+    """The dotted path (`metrics.ips`, `steps[3].loss`) of the first NaN/Infinity (or integer beyond MAX_INT)
+    not `allowed`, or None."""
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         key, item = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
+        if (type(item) is float and not math.isfinite(item)) or (type(item) is int and not -MAX_INT < item < MAX_INT):
             if not allowed(key):
                 return key or "(top level)"
         elif isinstance(item, dict):
@@ -147,7 +170,7 @@ def non_finite_path(value: Any, allowed: Callable[[str], bool] = lambda key: Fal
 
 def loads_json(text: str, allow_non_finite: bool = False, max_depth: int = MAX_DEPTH) -> Any:
     """json.loads, refusing what swavbench never writes; JSONInputError (one line) on anything bad."""
-    hooks: dict[str, Any] = {"object_pairs_hook": _no_repeats, "parse_int": _int}
+    hooks: dict[str, Any] = {"object_pairs_hook": _no_repeats}  # a huge integer: refused by the range checks
     if not allow_non_finite:
         hooks.update(parse_constant=_reject_constant, parse_float=_float)
     try:
@@ -203,7 +226,9 @@ def read_text(path: Union[str, Path], max_bytes: int) -> str:
 
 
 def bound_strings(value: Any, limit: int = MAX_STORED) -> tuple[Any, int]:
-    """A copy of a loaded JSON value with every string cut to `limit` (`cut`); (copy, strings cut)."""
+    """`value`, or a copy with every string (and key) cut to `limit` (`cut`) when one is longer; (it, strings cut)."""
+    if survey(value)[2] <= limit:
+        return value, 0
     count = 0
 
     def walk(item: Any) -> Any:

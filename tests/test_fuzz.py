@@ -55,7 +55,7 @@ ODD_NUMBERS = ["", " ", "nan", "NaN", "inf", "-inf", "1e999", "-1", "0", "1e30",
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30)
 VALUE_TEXT = st.one_of(st.sampled_from(ODD_NUMBERS), st.floats().map(repr), TEXT,
                        st.integers(1, 20_000).map(lambda n: " " * n + "1"))
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(), TEXT,
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30), st.just(10**400), st.floats(), TEXT,
                     st.sampled_from(["", "8.31987", "20/78", "../x", "a\nb", "x" * 5000, "pass", "failed"]))
 JSON = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                      st.dictionaries(TEXT, inner, max_size=3)), max_leaves=8)

@@ -197,7 +197,7 @@ def _validate(data: dict, path: Path) -> None:
     where = non_finite_path(data)
     if where:
         hint = " (a band of Infinity would pass everything)" if where == "tolerances.ips_pct" else ""
-        raise bad(f"has {where} that is not a finite number (NaN or Infinity){hint}")
+        raise bad(f"has {where} that is not a finite number (NaN, Infinity or beyond 2^63){hint}")
     long = _long_text(data)
     if long:
         raise bad(f"has a text longer than {MAX_STORED} characters at '{long}'")

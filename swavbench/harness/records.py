@@ -19,6 +19,8 @@ from swavbench.errors import EXIT_USAGE, SwavbenchError, from_os_error
 from swavbench.harness.stepsfile import step_problem
 from swavbench.inputs import (
     MARKER_RE,
+    MAX_DEPTH,
+    MAX_INT,
     MAX_JSON_BYTES,
     MAX_STORED,
     JSONInputError,
@@ -30,6 +32,7 @@ from swavbench.inputs import (
     non_finite_path,
     read_text,
     shown,
+    survey,
 )
 
 STATUS_NAME_LIMIT = 32
@@ -47,7 +50,7 @@ def _text(v: Any) -> bool:
 
 
 def _int(v: Any) -> bool:
-    return v is None or (isinstance(v, int) and not isinstance(v, bool))
+    return v is None or (type(v) is int and -MAX_INT < v < MAX_INT)
 
 
 def _number(v: Any) -> bool:
@@ -114,8 +117,10 @@ def _rows_problem(rows: Optional[list], spec: dict[str, Check], name: str) -> Op
     return None
 
 
-def _non_finite_path(rec: dict) -> Optional[str]:
+def _non_finite_path(rec: dict, surveyed: Optional[tuple[int, bool, int]] = None) -> Optional[str]:
     """Where a NaN/Infinity sits outside `steps[i].loss` (the one place a diverged run writes one)."""
+    if not (surveyed or survey(rec))[1]:
+        return None  # the common case, without building a path for every value
     return non_finite_path(rec, lambda key: key.startswith("steps[") and key.endswith("].loss"))
 
 
@@ -140,13 +145,14 @@ def newer_schema(rec: dict) -> bool:
     return is_number(version) and version > RECORD_SCHEMA_VERSION
 
 
-def record_problem(rec: Any) -> Optional[str]:
-    """Why a loaded record is not a run record swavbench can store or read, or None."""
+def record_problem(rec: Any, surveyed: Optional[tuple[int, bool, int]] = None) -> Optional[str]:
+    """Why a loaded record is not a run record swavbench can store or read, or None (`surveyed`: its
+    inputs.survey, when the caller has it)."""
     if not isinstance(rec, dict):
         return f"top level is {type(rec).__name__}, expected a JSON object"
     problem = _identity_problem(rec)
     if problem or newer_schema(rec):
-        where = _non_finite_path(rec)
+        where = _non_finite_path(rec, surveyed)
         return problem or (f"field {where} is not a finite number" if where else None)
     problem = _fields_problem(rec, TOP, "")
     if problem:
@@ -171,7 +177,7 @@ def record_problem(rec: Any) -> Optional[str]:
         steady = rec.get("ips_steady") or {}
         bad = [k for k, v in steady.items() if not _number(v)]
         problem = f"field ips_steady.{bad[0]} is {shown(steady[bad[0]], 40)}, expected a finite number" if bad else None
-    where = _non_finite_path(rec)
+    where = _non_finite_path(rec, surveyed)
     return problem or (f"field {where} is not a finite number" if where else None)
 
 
@@ -182,10 +188,13 @@ def validate_record(rec: Any, fallback_run_id: Optional[str] = None) -> dict:
     rec = dict(rec)
     if rec.get("run_id") in (None, "") and fallback_run_id:
         rec["run_id"] = fallback_run_id
-    problem = record_problem(rec)
+    surveyed = survey(rec)
+    if surveyed[0] > MAX_DEPTH:
+        raise RecordError(f"nested more than {MAX_DEPTH} levels deep")
+    problem = record_problem(rec, surveyed)
     if problem:
         raise RecordError(problem)
-    return bound_record(rec)
+    return bound_record(rec) if surveyed[2] > MAX_STORED else rec
 
 
 def bound_record(rec: dict) -> dict:

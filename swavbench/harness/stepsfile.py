@@ -9,13 +9,14 @@ line written twice counts once.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
 from swavbench.errors import RunFailed, from_os_error
 from swavbench.harness.loglines import MAX_KEPT, MAX_LINE, file_lines, text_lines
-from swavbench.inputs import JSONInputError, NotRegularFile, is_number, loads_json, open_regular, shown
+from swavbench.inputs import JSONInputError, NotRegularFile, loads_json, open_regular, shown
 
 
 @dataclass
@@ -42,26 +43,33 @@ STEP_SECONDS = ("batch_cost", "reader_cost")
 MAX_STEP_SECONDS = 1e7
 
 
+def _whole(value: object, low: int) -> bool:
+    return type(value) is int and low <= value < 1 << 40
+
+
+def _finite(value: object) -> bool:
+    return (type(value) is float and math.isfinite(value)) or type(value) is int
+
+
 def step_problem(row: object) -> Optional[str]:
     """Why a parsed steps line is not a step record, or None (types and ranges of the known fields)."""
-    if not isinstance(row, dict):
+    if type(row) is not dict:
         return f"is {type(row).__name__}, not a JSON object"
     if "step" not in row:
         return "has no 'step'"
+    get = row.get
     for key, low in STEP_INTS.items():
-        value = row.get(key)
-        if (value is not None or key == "step") and not (
-            isinstance(value, int) and not isinstance(value, bool) and low <= value < 1 << 40
-        ):
+        value = get(key)
+        if (value is not None or key == "step") and not _whole(value, low):
             return f"field {key!r} is {shown(value, 40)}, expected a whole number >= {low}"
     for key in STEP_SECONDS:
-        value = row.get(key)
-        if value is not None and not (is_number(value) and 0 <= value <= MAX_STEP_SECONDS):
+        value = get(key)
+        if value is not None and not (_finite(value) and 0 <= value <= MAX_STEP_SECONDS):
             return f"field {key!r} is {shown(value, 40)}, expected seconds (a finite number >= 0)"
-    if row.get("lr") is not None and not is_number(row["lr"]):
-        return f"field 'lr' is {shown(row['lr'], 40)}, expected a finite number"
-    loss = row.get("loss")  # NaN / inf are allowed: a diverged run logs them
-    if loss is not None and (isinstance(loss, bool) or not isinstance(loss, (int, float))):
+    lr, loss = get("lr"), get("loss")
+    if lr is not None and not _finite(lr):
+        return f"field 'lr' is {shown(lr, 40)}, expected a finite number"
+    if loss is not None and type(loss) not in (int, float):  # NaN / inf are allowed: a diverged run logs them
         return f"field 'loss' is {shown(loss, 40)}, expected a number"
     return None
 
