@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if bfile is None or not bfile.exists():
         print(f"no baseline at {bfile}: record one first (swavbench update-baseline {plan.case.id}); not stored")
         return 0
+
     def calibrated(base):  # read under the lock: a concurrent update-baseline is not reverted
         if base is None:
             raise BaselineError(f"baseline {bfile} became unreadable: not stored")
