@@ -153,15 +153,16 @@ def test_a_read_only_baseline_folder_is_exit_6_and_the_baseline_is_unchanged(tmp
 def test_a_baseline_that_cannot_be_read_for_permission_is_exit_6(tmp_path, monkeypatch):
     path = tmp_path / "b.json"
     path.write_bytes(CPU_BASELINE.read_bytes())
-    real = io.open
+    def denying(real):
+        def opener(file, *args, **kwargs):
+            if str(file) == str(path):
+                raise PermissionError(errno.EACCES, "Permission denied", str(file))
+            return real(file, *args, **kwargs)
 
-    def denied(file, *args, **kwargs):
-        if str(file) == str(path):
-            raise PermissionError(errno.EACCES, "Permission denied", str(file))
-        return real(file, *args, **kwargs)
+        return opener
 
-    monkeypatch.setattr(io, "open", denied)
-    monkeypatch.setattr(builtins, "open", denied)
+    for module in (io, builtins, os):  # every way of opening a file
+        monkeypatch.setattr(module, "open", denying(module.open))
     code, out, err = run_cli("compare", CPU_LOG, "--baseline", path, "--profile", PROFILE)
     monkeypatch.undo()
     assert code == 6 and "Permission denied (permission denied" in one_line_error(err) and str(path) in err
