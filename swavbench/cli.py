@@ -4,7 +4,9 @@ Each subcommand lives in `swavbench/commands/<name>.py` and exposes `register(su
 parser and sets `func=run`, and `run(args) -> int` (the exit code). A `SwavbenchError` is printed as one
 line `swavbench: error: ...` on stderr and its exit code returned; no traceback. A reader that closes the
 pipe early (`swavbench cases --json | head`) ends the command quietly with exit 141 (128 + SIGPIPE, as a
-shell reports it), not a BrokenPipeError traceback.
+shell reports it), not a BrokenPipeError traceback. An environment fault that escaped a command (disk full,
+read-only, permission, name too long, sqlite "disk is full") is exit 6 in one line; any other exception is a
+swavbench bug: exit 70, one line naming the file the traceback was written to (`--debug` also prints it).
 """
 
 from __future__ import annotations
@@ -14,11 +16,22 @@ import contextlib
 import importlib
 import os
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from swavbench import __version__, paths
-from swavbench.errors import EXIT_USAGE, SwavbenchError
+from swavbench.errors import (
+    ENVIRONMENT_ERRNOS,
+    EXIT_BUG,
+    EXIT_ENVIRONMENT,
+    EXIT_USAGE,
+    SwavbenchError,
+    os_error_text,
+)
+from swavbench.inputs import cut
 
 EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell shows for `cmd | head` when head stops reading
 
@@ -64,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The full parser with every registered subcommand (defaults in the current project home)."""
     parser = _Parser(prog="swavbench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument("--debug", action="store_true",
+                        help="on an unexpected error (a swavbench bug) also print its traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMAND_MODULES:
@@ -125,6 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _run(parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
     from swavbench.envcheck import check_command
 
+    args: Optional[argparse.Namespace] = None
     try:
         args = parser.parse_args(argv)
         check_command(args)  # paddle installed once, and usable by the GPU this host shows (exit 6)
@@ -139,6 +155,45 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         print("swavbench: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - the last line of defence: one line, never exit 1
+        return _unexpected(err, bool(getattr(args, "debug", False) or os.environ.get("SWAVBENCH_DEBUG")))
+
+
+def _environment_fault(err: BaseException) -> Optional[str]:
+    """The one-line text of an environment fault no command caught (exit 6), else None."""
+    if isinstance(err, OSError) and err.errno in ENVIRONMENT_ERRNOS:
+        where = f" ({err.filename})" if err.filename else ""
+        return f"{os_error_text(err)}{where}"
+    if isinstance(err, MemoryError):
+        return "out of memory (MemoryError): free memory or use a smaller input"
+    if type(err).__module__ == "sqlite3" and any(
+        s in str(err) for s in ("disk is full", "readonly database", "disk I/O error", "unable to open")
+    ):
+        return f"history database: {err} (disk full, read-only or unwritable folder?)"
+    return None
+
+
+def _unexpected(err: Exception, debug: bool) -> int:
+    """Exit 6 for an environment fault, else 70 (a bug): one line, the traceback in a file (and stderr on debug)."""
+    fault = _environment_fault(err)
+    if fault:
+        print(f"swavbench: error: {cut(fault)}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    what = cut(f"{type(err).__name__}: {err}".splitlines()[0] if str(err) else type(err).__name__)
+    name = f"swavbench-bug-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}.txt"
+    path = os.path.join(tempfile.gettempdir(), name)
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(f"swavbench {' '.join(sys.argv[1:])}\n{text}")
+        where = f"the traceback is in {path}"
+    except OSError as write_err:
+        where = f"the traceback could not be written ({os_error_text(write_err)}): rerun with --debug"
+    if debug:
+        print(text, file=sys.stderr, end="")
+    print(f"swavbench: internal error: {what}: this is a swavbench bug, not a problem with the input; "
+          f"{where}; please report it", file=sys.stderr)
+    return EXIT_BUG
 
 
 if __name__ == "__main__":

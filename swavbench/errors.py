@@ -7,10 +7,13 @@ Exit codes (shared by every command; documented in README):
   3  usage, config or baseline error (bad flag, unknown config key, corrupt baseline JSON)
   4  data error (missing dataset folder, empty class folder, corrupt image, bad subset file)
   5  checkpoint error (missing file, nothing matched, wrong architecture)
-  6  environment error (port in use, disk full, paddle missing)
+  6  environment error (port in use, disk full, read-only folder, permission, name too long, paddle missing)
+ 70  unexpected exception: a swavbench bug (one line naming the traceback file; `--debug` prints it)
 """
 
 from __future__ import annotations
+
+import errno
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -19,6 +22,21 @@ EXIT_USAGE = 3
 EXIT_DATA = 4
 EXIT_CHECKPOINT = 5
 EXIT_ENVIRONMENT = 6
+EXIT_BUG = 70  # sysexits.h EX_SOFTWARE: never 1, which CI reads as "regression"
+
+# OSError numbers that say "this machine / file system", not "this input": exit 6
+ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "disk full: free some space",
+    errno.EDQUOT: "disk quota exceeded: free some space",
+    errno.EROFS: "read-only file system: use a writable folder",
+    errno.EACCES: "permission denied: check the owner and mode of the file and its folder",
+    errno.EPERM: "operation not permitted: check the owner and attributes of the file and its folder",
+    errno.ENAMETOOLONG: "name too long: use a shorter path",
+    errno.EIO: "I/O error: check the disk",
+    errno.EMFILE: "too many open files",
+    errno.ENFILE: "too many open files",
+    errno.ENOMEM: "out of memory",
+}
 
 
 class SwavbenchError(Exception):
@@ -60,3 +78,19 @@ class RunFailed(SwavbenchError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+def os_error_text(err: OSError) -> str:
+    """`strerror` of an OSError with what to do, e.g. "No space left on device (disk full: free some space)"."""
+    text = err.strerror or str(err) or type(err).__name__
+    hint = ENVIRONMENT_ERRNOS.get(err.errno)
+    return f"{text} ({hint})" if hint else text
+
+
+def from_os_error(err: OSError, doing: str, after: str = "") -> SwavbenchError:
+    """One-line error for an OSError while `doing` (e.g. "could not write /x/y.json"): EnvironmentProblem
+    (exit 6) for an environment fault (ENVIRONMENT_ERRNOS), else a usage error (exit 3)."""
+    message = f"{doing}: {os_error_text(err)}{after}"
+    if err.errno in ENVIRONMENT_ERRNOS:
+        return EnvironmentProblem(message)
+    return SwavbenchError(message, EXIT_USAGE)

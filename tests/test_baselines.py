@@ -117,7 +117,8 @@ def test_migration_hook_upgrades_old_files(tmp_path, monkeypatch):
     assert b.metrics["max_mem"] == "1.00" and b.schema_version == 1 and b.tolerances["ips_pct"] == 5.0
 
 
-def test_second_writer_is_refused_while_another_process_holds_the_lock(tmp_path):
+def test_second_writer_is_refused_while_another_process_holds_the_lock(tmp_path, monkeypatch):
+    monkeypatch.setattr(bl, "LOCK_WAIT_S", 0.5)  # a writer waits this long for the lock, then is refused
     path = tmp_path / "p" / "c.json"
     write_baseline(path, make(ips=10.0))
     holder = subprocess.Popen(  # another update-baseline, in its own process, mid-write
@@ -146,7 +147,8 @@ def test_failed_write_leaves_the_old_file_intact(tmp_path, monkeypatch, target):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(bl.os, target, disk_full)
-    with pytest.raises(EnvironmentProblem, match="No space left on device; the previous file is unchanged"):
+    full = r"No space left on device \(disk full: free some space\); the previous file is unchanged"
+    with pytest.raises(EnvironmentProblem, match=full):
         write_baseline(path, make(ips=99.0))
     monkeypatch.undo()
     assert path.read_bytes() == before

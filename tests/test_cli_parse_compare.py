@@ -94,7 +94,8 @@ def test_loss_change_fails_with_both_values(tmp_path, capsys):
 def test_parse_text_output(capsys):
     code, out, _ = run(capsys, "parse", LOGS / "clean")
     assert code == 0
-    assert "workerlog.0: 11 train line(s) (0/2599 .. 200/2599); 11 Paddle 3.x duplicate(s) ignored" in out
+    assert ("workerlog.0: 11 train line(s) (0/2599 .. 200/2599); 11 duplicate line(s) ignored (Paddle 3.x copies, "
+            "lines written twice)") in out
     assert "no --marker given: using the last logged step of rank 0, 200/2599" in out
     assert "loss at 200/2599: 7.94836" in out and "ips: 963.2715 img/s = mean of 10 line(s) after 1 warm-up" in out
     assert "max mem at 200/2599: 8.37 GB" in out

@@ -441,10 +441,11 @@ def test_update_baseline_from_several_runs_records_their_median(recorded, data_r
         assert main([*cmd, *runs, str(other_loss.run_dir)]) == 2  # runs that disagree on the loss: refused
         assert "refusing to record" in capsys.readouterr().err and bfile.read_bytes() == written
         assert main([*cmd, *runs, "--repeats", "2"]) == 3
-        elsewhere = tmp_path / "elsewhere"  # the same run, kept on another machine profile
+        elsewhere = tmp_path / "elsewhere"  # a run kept on another machine profile
         shutil.copytree(slow.run_dir, elsewhere)
         rec = json.loads((elsewhere / "result.json").read_text())
-        (elsewhere / "result.json").write_text(json.dumps({**rec, "profile": "cpu-other-1t"}))
+        other = {**rec, "profile": "cpu-other-1t", "run_id": f"{rec['run_id']}-other"}
+        (elsewhere / "result.json").write_text(json.dumps(other))
         assert main([*cmd, *runs, str(elsewhere)]) == 3
         err = capsys.readouterr().err
         assert "recorded on different machine profiles (" in err and "cpu-other-1t" in err

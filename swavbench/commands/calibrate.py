@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from swavbench.harness.baselines import load_baseline, write_baseline
+    from swavbench.errors import BaselineError
+    from swavbench.harness.baselines import update_baseline
     from swavbench.harness.determinism import band_warning, ips_noise
     from swavbench.harness.runner import execute
 
@@ -59,8 +60,13 @@ def run(args: argparse.Namespace) -> int:
     if bfile is None or not bfile.exists():
         print(f"no baseline at {bfile}: record one first (swavbench update-baseline {plan.case.id}); not stored")
         return 0
-    base = load_baseline(bfile)
-    write_baseline(bfile, replace(base, provenance={**base.provenance, "calibration": noise}))
+
+    def calibrated(base):  # read under the lock: a concurrent update-baseline is not reverted
+        if base is None:
+            raise BaselineError(f"baseline {bfile} became unreadable: not stored")
+        return replace(base, provenance={**base.provenance, "calibration": noise})
+
+    base = update_baseline(bfile, calibrated).new
     print(f"stored in {bfile} (provenance.calibration)")
     warning = band_warning(float(base.tolerances.get("ips_pct", 5.0)), noise)
     if warning:

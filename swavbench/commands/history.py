@@ -7,10 +7,12 @@ downloaded as CI artefacts into one tree) and reads only the files it has not im
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import TYPE_CHECKING
 
-from swavbench.errors import EXIT_OK, EXIT_USAGE
+from swavbench.errors import EXIT_OK, EXIT_USAGE, SwavbenchError
+from swavbench.inputs import cut
 from swavbench.paths import home
 
 if TYPE_CHECKING:  # pandas and the history store load only when a history command runs
@@ -59,9 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def print_import_summary(summary: ImportSummary, db: str) -> None:
     """The summary line on stdout; each skipped file and warning on stderr."""
     for path, reason in summary.failed:
-        print(f"swavbench: skipped corrupt run record {path}: {reason}", file=sys.stderr)
+        print(f"swavbench: skipped corrupt run record {cut(path)}: {cut(reason)}", file=sys.stderr)
     for warning in summary.warnings:
-        print(f"swavbench: warning: {warning}", file=sys.stderr)
+        print(f"swavbench: warning: {cut(warning)}", file=sys.stderr)
     print(f"{summary.line()} into {db}")
 
 
@@ -70,6 +72,8 @@ def check(history: object, args: argparse.Namespace) -> int:
     from swavbench.harness.drift import DEFAULT_DRIFT_PCT, check_history
 
     threshold = DEFAULT_DRIFT_PCT if args.threshold is None else args.threshold
+    if not (math.isfinite(threshold) and 0 < threshold < 100):
+        raise SwavbenchError(f"--threshold {threshold:g}: give a percentage between 0 and 100 (e.g. 3)")
     found = check_history(history, threshold, args.case)
     for f in found:
         print(f.line())
@@ -85,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     """Run `history import` or `history list`; corrupt records make `import` exit 3 (after the rest)."""
     from swavbench.store.history import History
 
+    if args.history_command == "list" and args.limit < 0:
+        raise SwavbenchError(f"--limit {args.limit}: give N >= 0 (0 = all)")
     with History(args.db) as history:
         if args.history_command == "check":
             return check(history, args)

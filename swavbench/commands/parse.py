@@ -37,7 +37,7 @@ def _rank_line(rank: int, log: ParsedLog) -> str:
     if log.records:
         parts[0] += f" ({log.records[0].marker} .. {log.records[-1].marker})"
     if log.duplicates:
-        parts.append(f"{log.duplicates} Paddle 3.x duplicate(s) ignored")
+        parts.append(f"{log.duplicates} duplicate line(s) ignored (Paddle 3.x copies, lines written twice)")
     if log.early_stop_line:
         parts.append(f"early stop: {log.early_stop_line}")
     if log.fatal_lines:

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from swavbench.commands.history import add_db_option, print_import_summary
-from swavbench.errors import EXIT_OK
+from swavbench.errors import EXIT_OK, from_os_error
 from swavbench.paths import home
 
 
@@ -47,7 +47,8 @@ def _run_pages(text: str) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Import, build, print the report's path. Corrupt records are reported and skipped, not fatal."""
+    """Import, build, print the report's path. Corrupt records are reported and skipped, not fatal; a report
+    that cannot be written (disk full, read-only, name too long) is exit 6 and leaves the old one."""
     from swavbench.report import DEFAULT_RUN_PAGES, build_report
     from swavbench.store.history import History
 
@@ -55,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     with History(args.db) as history:
         if args.runs and Path(args.runs).is_dir():
             print_import_summary(history.import_runs(args.runs), history.path)
-        out = build_report(history, args.out, since=args.since, case_pattern=args.case, run_pages=pages)
+        try:
+            out = build_report(history, args.out, since=args.since, case_pattern=args.case, run_pages=pages)
+        except OSError as err:  # disk full, read-only, name too long: exit 6; the old report is kept
+            raise from_os_error(err, f"could not write the report {args.out}", "; the old one is unchanged") from None
     print(out)
     return EXIT_OK

@@ -11,13 +11,16 @@ machine's typical speed and not on one lucky or unlucky run; the N runs must log
 and max mem (else: refused, nothing written), and their spread is stored as the baseline's calibration
 (as `swavbench calibrate` would). `--from DIR1 DIR2 ...` does the same with finished runs: on a VM whose speed
 level moves for minutes or hours, runs kept from different times of day give a better centre than N runs
-in a row.
+in a row. The same run given twice (the same folder, or two copies of one run id) is refused: it would count
+as two repeats with no spread.
+
+The old baseline is read, the new one made and written under one lock (baselines.update_baseline): two
+update-baselines of one case at once serialise, and neither loses the other's decision (e.g. a new band).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import statistics
 import time
@@ -25,14 +28,16 @@ from pathlib import Path
 from typing import Optional
 
 from swavbench.commands.run import add_case_options
-from swavbench.errors import BaselineError, RunFailed, SwavbenchError
-from swavbench.harness.baselines import Baseline, baseline_path, diff_baselines, load_baseline, write_baseline
+from swavbench.errors import RunFailed, SwavbenchError
+from swavbench.harness.baselines import Baseline, baseline_path, diff_baselines, update_baseline
 from swavbench.harness.cases import Case, Plan, all_cases, marker_for, plan_for, resolve_case, skip_reason
 from swavbench.harness.determinism import band_warning, ips_noise
 from swavbench.harness.logparse import parse_log_file, resolve_logdir
 from swavbench.harness.metrics import RunAnalysis, analyse_logdir
+from swavbench.harness.records import read_record
 from swavbench.harness.runner import execute, profile_of, update_command
 from swavbench.harness.runs import git_commit
+from swavbench.inputs import shown
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -81,16 +86,6 @@ def args_for(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["update-baseline", *argv])
 
 
-def _old(path: Path) -> Optional[Baseline]:
-    if not path.exists():
-        return None
-    try:
-        return load_baseline(path)
-    except BaselineError as err:
-        print(f"replacing an unreadable baseline: {err}")
-        return None
-
-
 def _refuse(case: Case, a: RunAnalysis, where: str) -> None:
     if a.failure is not None:
         raise RunFailed(a.failure.kind, f"refusing to record a failed run of {case.id} ({where}): {a.failure}")
@@ -100,21 +95,21 @@ def _from_dir(args: argparse.Namespace, plan: Plan, root: Path) -> tuple[RunAnal
     """(analysis, profile, provenance extras) of a finished run folder or raw launch log dir."""
     case = plan.case
     record_file = root / "result.json"
-    if record_file.is_file():
-        rec = json.loads(record_file.read_text(encoding="utf-8"))
-        if rec.get("case") != case.id:
-            raise SwavbenchError(f"{record_file} is a run of {rec.get('case')}, not {case.id}")
-        if rec.get("status") == "failed":
+    if record_file.exists() or record_file.is_symlink():
+        rec = _run_record(record_file)
+        if rec["case"] != case.id:
+            raise SwavbenchError(f"{record_file} is a run of {rec['case']}, not {case.id}")
+        if rec["status"] == "failed":
             raise RunFailed(
                 (rec.get("failure") or {}).get("kind") or "failed",
-                f"refusing to record a failed run ({record_file}): {rec.get('message')}",
+                f"refusing to record a failed run ({record_file}): {shown(rec.get('message'))}",
             )
         a = analyse_logdir(root, rec["metrics"]["marker"], plan.warmup_lines, case.metric)
         _refuse(case, a, str(root))
         return (
             a,
             args.machine_profile or rec["profile"],
-            {"run_id": rec.get("run_id"), "run_command": rec.get("command")},
+            {"run_id": rec["run_id"], "run_command": rec.get("command")},
         )
     logs = resolve_logdir(root)
     header = parse_log_file(logs / "workerlog.0").header if (logs / "workerlog.0").exists() else None
@@ -128,6 +123,38 @@ def _from_dir(args: argparse.Namespace, plan: Plan, root: Path) -> tuple[RunAnal
     a = analyse_logdir(logs, marker, plan.warmup_lines, case.metric)
     _refuse(case, a, str(root))
     return a, args.machine_profile or profile_of(plan, header), {"source": str(root)}
+
+
+def _run_record(record_file: Path) -> dict:
+    """A result.json checked at the boundary, with the fields `--from` needs (marker, profile)."""
+    from swavbench.harness.records import RecordError
+
+    try:
+        rec = read_record(record_file, fallback_run_id=record_file.parent.name)
+    except RecordError as err:
+        raise RecordError(f"run record {record_file}: {err}: not a record swavbench wrote; use another run") from None
+    for key in ("metrics", "profile"):
+        if not rec.get(key) or (key == "metrics" and not rec["metrics"].get("marker")):
+            raise RecordError(f"run record {record_file} has no {'metrics.marker' if key == 'metrics' else key}: "
+                              "not a record swavbench wrote; use another run")
+    return rec
+
+
+def _distinct(sources: list[Path]) -> None:
+    """Refuse the same run given twice (same folder, or copies of one run id): a spread of 0% is no repeat."""
+    seen: dict[str, Path] = {}
+    for root in sources:
+        keys = [f"the same folder {root.resolve()}"]
+        record_file = root / "result.json"
+        if record_file.is_file():
+            try:
+                keys.append(f"run id {read_record(record_file, record_file.parent.name)['run_id']}")
+            except SwavbenchError:
+                pass  # reported when the run is read
+        for key in keys:
+            if key in seen:
+                raise SwavbenchError(f"--from {root} and {seen[key]} are one run ({key}): give each run once")
+            seen[key] = root
 
 
 def _from_run(args: argparse.Namespace, plan: Plan) -> tuple[RunAnalysis, str, dict]:
@@ -178,6 +205,8 @@ def record(args: argparse.Namespace, case: Case) -> Path:
     plan = plan_for(case.id, args.profile, args.data_root, timeout_s=args.timeout, stall_s=args.stall,
                     launch=not args.from_dirs)
     runs, run_ids, profiles = [], [], []
+    if args.from_dirs:
+        _distinct(args.from_dirs)
     sources = args.from_dirs or [None] * args.repeats
     for n, root in enumerate(sources):
         if len(sources) > 1:
@@ -190,10 +219,24 @@ def record(args: argparse.Namespace, case: Case) -> Path:
         names = ", ".join(sorted(set(profiles)))
         raise SwavbenchError(f"the runs were recorded on different machine profiles ({names}): record from one profile")
     _same_figures(case, runs)
-    a = runs[0]
-    s = a.summary
     path = baseline_path(args.baseline_dir, profile, case.id)
-    old = _old(path)
+    done = update_baseline(path, lambda old: _new_baseline(args, plan, runs, run_ids, extra, profile, old))
+    if done.old_problem:
+        print(f"replaced an unreadable baseline: {done.old_problem}")
+    if done.removed_temps:
+        print(f"removed {len(done.removed_temps)} temp file(s) a killed writer left: {', '.join(done.removed_temps)}")
+    print(f"wrote {path}")
+    warning = band_warning(float(done.new.tolerances.get("ips_pct", 5.0)), done.new.provenance.get("calibration"))
+    if warning:
+        print(warning)
+    return path
+
+
+def _new_baseline(args: argparse.Namespace, plan: Plan, runs: list[RunAnalysis], run_ids: list, extra: dict,
+                  profile: str, old: Optional[Baseline]) -> Baseline:
+    """The new baseline from the runs and the old one (read under the lock); prints the old -> new diff."""
+    case, a = plan.case, runs[0]
+    s = a.summary
     header = (a.logs[0].header if a.logs.get(0) else None) or {}
     provenance = {
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -222,21 +265,9 @@ def record(args: argparse.Namespace, case: Case) -> Path:
     tolerances = dict(old.tolerances) if old else plan.tolerances.as_dict()
     if args.ips_band is not None:
         tolerances["ips_pct"] = args.ips_band
-    new = Baseline(
-        case.id,
-        profile,
-        metrics,
-        tolerances,
-        provenance,
-        case.passl_name,
-    )
+    new = Baseline(case.id, profile, metrics, tolerances, provenance, case.passl_name)
     print("\n".join(diff_baselines(old, new)))
-    write_baseline(path, new)
-    print(f"wrote {path}")
-    warning = band_warning(float(new.tolerances.get("ips_pct", 5.0)), provenance.get("calibration"))
-    if warning:
-        print(warning)
-    return path
+    return new
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,19 +6,43 @@ File layout (schema_version 1, keys sorted, indent 2):
      "tolerances": {"ips_pct": 5.0, "loss": "exact", "max_mem": "exact" | <GB> | "ignore"},
      "provenance": {"date_utc", "commit", "paddle_version", "machine", "run_id", "command", ...}}
 An older file is upgraded on load by MIGRATIONS[v] (v -> v + 1); a newer one is refused.
+
+Loading is the baseline boundary: strict JSON (no NaN/Infinity, no repeated key, bounded size and depth),
+names that become folders restricted to what swavbench generates (swavbench.inputs), every figure a finite
+number in range, every text bounded. Writing is one read-modify-write under one lock (`update_baseline`):
+the old file is read inside the lock, so two writers serialise (the second waits, then reads the first's
+file) or the second is refused (exit 3); the lock is never opened through a symlink; temp files left by a
+killed writer are removed; the new file keeps the mode of the one it replaces (0644 for a new file).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from swavbench.errors import BaselineError, EnvironmentProblem
+from swavbench.errors import BaselineError, from_os_error
+from swavbench.harness.atomic import hold_lock, remove_stale_temps, replace_file
+from swavbench.inputs import (
+    MARKER_RE,
+    MAX_BASELINE_BYTES,
+    MAX_IPS,
+    MAX_SHOWN,
+    MAX_STORED,
+    MIN_IPS,
+    JSONInputError,
+    NotRegularFile,
+    cut,
+    is_number,
+    loads_json,
+    name_problem,
+    non_finite_path,
+    number_text_problem,
+    read_text,
+    shown,
+)
 from swavbench.machine import (  # noqa: F401  (the profile key lives in swavbench.machine; re-exported)
     cpu_model,
     cpu_profile,
@@ -33,6 +57,8 @@ SCHEMA_VERSION = 1
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 DEFAULT_TOLERANCES = {"ips_pct": 5.0, "loss": "exact", "max_mem": "exact"}
 REQUIRED_METRICS = ("loss", "ips", "marker")
+LOCK_WAIT_S = 10.0  # a writer holds the lock for milliseconds (read, diff, write): wait this long, then refuse
+MAX_TOLERANCE = 1e6  # loss / max_mem tolerances (absolute)
 
 
 @dataclass
@@ -49,8 +75,9 @@ class Baseline:
 def baseline_path(root: Union[str, Path], profile: str, case: str) -> Path:
     """`<root>/<profile>/<case>.json`."""
     for what, value in (("profile", profile), ("case", case)):
-        if not value or "/" in value or value.startswith("."):
-            raise BaselineError(f"bad baseline {what} name {value!r}")
+        problem = name_problem(what, value)
+        if problem:
+            raise BaselineError(f"bad baseline {what}: {problem}")
     return Path(root) / profile / f"{case}.json"
 
 
@@ -79,6 +106,24 @@ def migrate(data: dict, path: Path) -> dict:
     return data
 
 
+def _number_in(value: object, low: float, high: float, low_open: bool = False) -> bool:
+    return is_number(value) and (low < value if low_open else low <= value) and value <= high
+
+
+def _long_text(value: object, limit: int = MAX_STORED) -> Optional[str]:
+    """The dotted key of the first string longer than `limit` in a nested dict/list, or None."""
+    stack = [("", value)]
+    while stack:
+        key, item = stack.pop()
+        if isinstance(item, str) and len(item) > limit:
+            return key or "(top level)"
+        if isinstance(item, dict):
+            stack.extend((f"{key}.{k}" if key else str(k), v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{key}[{i}]", v) for i, v in enumerate(item))
+    return None
+
+
 def _validate(data: dict, path: Path) -> None:
     def bad(what: str) -> BaselineError:
         return BaselineError(f"baseline {path} {what}: {_fix(path)}")
@@ -87,23 +132,44 @@ def _validate(data: dict, path: Path) -> None:
                      ("provenance", dict)):
         if not isinstance(data.get(key), typ):
             raise bad(f"lacks field '{key}'" if key not in data else f"has a bad '{key}'")
+    for key in ("case", "profile"):
+        problem = name_problem(key, data[key])
+        if problem:
+            raise bad(f"has a bad '{key}' ({problem})")
+    where = non_finite_path(data)
+    if where:
+        hint = " (a band of Infinity would pass everything)" if where == "tolerances.ips_pct" else ""
+        raise bad(f"has {where} that is not a finite number (NaN, Infinity or beyond 2^63){hint}")
+    long = _long_text(data)
+    if long:
+        raise bad(f"has a text longer than {MAX_STORED} characters at '{long}'")
     m, t = data["metrics"], data["tolerances"]
     for key in REQUIRED_METRICS:
         if key not in m:
             raise bad(f"lacks field 'metrics.{key}'")
     if not isinstance(m["loss"], str) or not isinstance(m["marker"], str):
         raise bad("needs metrics.loss and metrics.marker as strings (exact compare)")
-    if isinstance(m["ips"], bool) or not isinstance(m["ips"], (int, float)) or m["ips"] <= 0:
-        raise bad("needs metrics.ips as a positive number")
-    if m.get("max_mem") is not None and not isinstance(m["max_mem"], str):
-        raise bad("needs metrics.max_mem as a string or null")
+    problem = number_text_problem(m["loss"])
+    if problem:
+        raise bad(f"has a bad metrics.loss: {problem} (expected a printed number like \"7.94836\")")
+    if not MARKER_RE.match(m["marker"]):
+        raise bad(f"has metrics.marker {shown(m['marker'], 40)}; expected ITER/ITERS_PER_EPOCH like 200/2599")
+    for key in ("ips", "ips_steady"):
+        if (key == "ips" or m.get(key) is not None) and not _number_in(m.get(key), MIN_IPS, MAX_IPS):
+            raise bad(f"needs metrics.{key} as a positive finite number of images/s (got {shown(m.get(key), 40)}, "
+                      f"allowed {MIN_IPS:g} to {MAX_IPS:g})")
+    if m.get("ips_steady_iqr_pct") is not None and not _number_in(m["ips_steady_iqr_pct"], 0, MAX_TOLERANCE):
+        raise bad("needs metrics.ips_steady_iqr_pct as a finite number >= 0")
+    if m.get("max_mem") is not None and (not isinstance(m["max_mem"], str) or number_text_problem(m["max_mem"])):
+        raise bad("needs metrics.max_mem as a printed number (GB) or null")
     ips_pct = t.get("ips_pct", 5.0)
-    if isinstance(ips_pct, bool) or not isinstance(ips_pct, (int, float)) or ips_pct <= 0:
-        raise bad("needs tolerances.ips_pct as a positive number")
+    if not _number_in(ips_pct, 0, 100, low_open=True) or ips_pct == 100:
+        raise bad(f"needs tolerances.ips_pct as a percentage between 0 and 100 (got {shown(ips_pct, 40)})")
     for key, allowed in (("loss", ("exact",)), ("max_mem", ("exact", "ignore"))):
         v = t.get(key, "exact")
-        if v not in allowed and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
-            raise bad(f"has tolerances.{key}={v!r}; use {' or '.join(map(repr, allowed))} or a number")
+        if v not in allowed and not _number_in(v, 0, MAX_TOLERANCE):
+            raise bad(f"has tolerances.{key}={shown(v, 40)}; use {' or '.join(map(repr, allowed))} or a finite "
+                      "number >= 0")
 
 
 def from_dict(data: object, path: Union[str, Path] = "<baseline>") -> Baseline:
@@ -141,81 +207,68 @@ def load_baseline(path: Union[str, Path]) -> Baseline:
     """Read a baseline file; BaselineError (exit 3, one line) for missing/corrupt/wrong-schema files."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, MAX_BASELINE_BYTES)
     except FileNotFoundError:
         raise BaselineError(f"no baseline at {path}: record one with swavbench update-baseline "
                             f"{path.stem}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise BaselineError(f"cannot read baseline {path}: {err}") from None
+    except NotRegularFile as err:
+        raise BaselineError(f"baseline {path} is {err.kind}, not a file: {_fix(path)}") from None
+    except OSError as err:
+        raise from_os_error(err, f"cannot read baseline {path}") from None
+    except JSONInputError as err:
+        raise BaselineError(f"baseline {path} {err}: {_fix(path)}") from None
     try:
-        data = json.loads(text)
-    except ValueError as err:
-        cut = " (truncated?)" if text.strip() and not text.rstrip().endswith("}") else ""
-        where = f" (line {err.lineno}, column {err.colno})" if hasattr(err, "lineno") else ""
-        raise BaselineError(f"baseline {path} is not valid JSON{cut}: {getattr(err, 'msg', err)}{where}; "
-                            f"{_fix(path)}") from None
+        data = loads_json(text, allow_non_finite=True)  # NaN / Infinity: refused below, naming the field
+    except JSONInputError as err:
+        truncated = " (truncated?)" if text.strip() and not text.rstrip().endswith("}") else ""
+        what = str(err) if str(err).startswith("not valid JSON") else f"is not valid: {err}"
+        what = what.replace("not valid JSON", f"is not valid JSON{truncated}", 1) if what.startswith("not") else what
+        raise BaselineError(f"baseline {path} {what}; {_fix(path)}") from None
     return from_dict(data, path)
 
 
-def _lock(lock_path: Path, target: Path) -> int:
-    """Exclusive non-blocking lock on `<file>.lock`; fd returned. A second writer gets BaselineError."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        # The holder unlinks the lock file on release: make sure we locked the file still at that path.
-        if os.fstat(fd).st_ino != os.stat(lock_path).st_ino:
-            raise BlockingIOError
-    except (BlockingIOError, FileNotFoundError):
-        os.close(fd)
-        raise BaselineError(f"another update-baseline is writing {target} (lock {lock_path}); "
-                            "wait for it to finish") from None
-    return fd
+@dataclass
+class Update:
+    """What `update_baseline` did: the file read inside the lock, the one written, temp files removed."""
+
+    old: Optional[Baseline]
+    new: Baseline
+    removed_temps: list[str] = field(default_factory=list)
+    old_problem: Optional[str] = None  # why the old file could not be read (it was replaced)
 
 
-def write_baseline(path: Union[str, Path], baseline: Baseline) -> None:
-    """Write atomically (temp file in the same dir, fsync, os.replace) under an exclusive lock."""
+def update_baseline(path: Union[str, Path], make: Callable[[Optional[Baseline]], Baseline],
+                    wait_s: Optional[float] = None) -> Update:
+    """Read the old baseline, `make(old)` the new one and write it, all under one exclusive lock.
+
+    An unreadable old file is passed as None (`Update.old_problem` says why). Raises what `make` raises
+    (nothing written), BaselineError when another writer holds the lock for wait_s (default LOCK_WAIT_S),
+    EnvironmentProblem (exit 6) when the folder is not writable (read-only, full, permission).
+    """
     path = Path(path)
-    data = to_dict(baseline)
-    from_dict(json.loads(json.dumps(data)), path)  # never write a file we would refuse to load
-    text = json.dumps(data, sort_keys=True, indent=2) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise EnvironmentProblem(f"cannot create {path.parent}: {err.strerror or err}") from None
-    lock_path = path.with_name(path.name + ".lock")
-    fd = _lock(lock_path, path)
-    tmp = None
-    try:
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp", delete=False) as fh:
-            tmp = fh.name
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        _fsync_dir(path.parent)
-    except OSError as err:
-        raise EnvironmentProblem(f"could not write baseline {path}: {err.strerror or err}; "
-                                 "the previous file is unchanged") from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        lock_path.unlink(missing_ok=True)
-        os.close(fd)
+        raise from_os_error(err, f"cannot create {path.parent}") from None
+    wait_s = LOCK_WAIT_S if wait_s is None else wait_s
+    with hold_lock(path.with_name(path.name + ".lock"), path, wait_s, "update-baseline"):
+        removed = remove_stale_temps(path)
+        old, problem = None, None
+        if os.path.lexists(path):
+            try:
+                old = load_baseline(path)
+            except BaselineError as err:
+                problem = str(err)
+        new = make(old)
+        data = to_dict(new)
+        from_dict(json.loads(json.dumps(data)), path)  # never write a file we would refuse to load
+        replace_file(path, json.dumps(data, sort_keys=True, indent=2, allow_nan=False) + "\n", "baseline")
+        return Update(old, new, removed, problem)
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def write_baseline(path: Union[str, Path], baseline: Baseline) -> None:
+    """Write atomically (temp file in the same dir, fsync, os.replace) under the exclusive lock."""
+    update_baseline(path, lambda _old: baseline)
 
 
 def check_compatible(baseline: Baseline, profile: str, paddle_version: Optional[str],
@@ -301,11 +354,18 @@ def _flat(d: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
+MAX_DIFF_LINES = 40
+
+
+def _shown_json(value: object) -> str:
+    return cut(json.dumps(value), MAX_SHOWN)
+
+
 def diff_baselines(old: Optional[Baseline], new: Baseline) -> list[str]:
-    """Readable old -> new lines (metrics and tolerances first, then provenance)."""
+    """Readable old -> new lines (metrics and tolerances first, then provenance); values and lines bounded."""
     if old is None:
         return [f"new baseline {new.profile}/{new.case}:"] + [
-            f"  {k}: {json.dumps(v)}" for k, v in _flat({"metrics": new.metrics}).items()]
+            f"  {k}: {_shown_json(v)}" for k, v in _flat({"metrics": new.metrics}).items()][: MAX_DIFF_LINES + 1]
     a, b = _flat(to_dict(old)), _flat(to_dict(new))
     keys = sorted(set(a) | set(b), key=lambda k: (k.startswith("provenance."), k))
     lines = []
@@ -313,8 +373,9 @@ def diff_baselines(old: Optional[Baseline], new: Baseline) -> list[str]:
         if a.get(k) == b.get(k):
             continue
         extra = ""
-        if k == "metrics.ips" and isinstance(a.get(k), (int, float)) and isinstance(b.get(k), (int, float)):
+        if k == "metrics.ips" and is_number(a.get(k)) and is_number(b.get(k)) and a[k]:
             extra = f" ({(b[k] - a[k]) / a[k] * 100:+.2f}%)"
-        lines.append(f"  {k}: {json.dumps(a.get(k))} -> {json.dumps(b.get(k))}{extra}")
+        lines.append(f"  {cut(k, 80)}: {_shown_json(a.get(k))} -> {_shown_json(b.get(k))}{extra}")
     head = f"baseline {new.profile}/{new.case}: " + ("no change" if not lines else f"{len(lines)} change(s)")
-    return [head] + lines
+    more = [f"  ... {len(lines) - MAX_DIFF_LINES} more change(s)"] if len(lines) > MAX_DIFF_LINES else []
+    return [head] + lines[:MAX_DIFF_LINES] + more

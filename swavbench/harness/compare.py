@@ -222,6 +222,11 @@ _FAILURE_ADVICE = {
     "too_few_lines": "raise max_train_step or lower print_batch_step so lines follow the warm-up",
     "rank_died": "read the dead rank's log tail below; check dmesg for the OOM killer",
     "terminated": "the job was stopped from outside: check the watchdog/timeout and rerun",
+    "malformed_line": "the log is corrupt (two ranks writing one file, a full disk, an edit): rerun the case; a "
+                      "corrupt line is never judged as a measurement",
+    "malformed_header": "the log is corrupt: rerun the case, or remove the run header line to judge without it",
+    "malformed_steps": "the steps file is corrupt: rerun the case, or remove it to judge the worker log alone",
+    "malformed_log": "the log dir holds a file launch never writes: remove or rename it",
 }
 
 

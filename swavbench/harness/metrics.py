@@ -3,7 +3,9 @@
 check_result (PASSL tests/CI/case.sh) reads from workerlog.0: the loss STRING on the marker line, the mean
 ips of all logged lines but the first (warm-up), and the `max mem` string on the marker line. A run that
 cannot give these is a named `RunFailed`, never an empty string: no_records, nan_loss, missing_marker,
-missing_field, too_few_lines; `check_ranks` adds rank_died and terminated.
+missing_field, too_few_lines; `check_ranks` adds rank_died and terminated. Corrupt input is never judged as
+a measurement: a train line of rank 0 with a bad value (malformed_line), an unusable run header
+(malformed_header) or a corrupt steps file (malformed_steps) fails the run (exit 2) before anything else.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Optional, Union
 from swavbench.errors import ConfigError, RunFailed
 from swavbench.harness.logparse import ParsedLog, StepRecord, StepsLog, parse_log_dir, read_steps_dir, resolve_logdir
 from swavbench.harness.stats import Steady, steady_ips
+from swavbench.inputs import MARKER_RE, MAX_IPS, MIN_IPS, shown
 
-MARKER_RE = re.compile(r"^(\d+)/(\d+)$")
+METRIC_RE = re.compile(r"[A-Za-z_][\w ]{0,63}")  # a field name of the train line (loss, top1, CELoss)
 
 
 @dataclass
@@ -45,10 +48,27 @@ class Summary:
 
 def check_marker(marker: str) -> tuple[int, int]:
     """(iter, iters_per_epoch) of a marker like "200/2599"; ConfigError otherwise."""
-    m = MARKER_RE.match(marker or "")
+    m = MARKER_RE.match(marker) if isinstance(marker, str) else None
     if not m:
-        raise ConfigError(f"marker must look like ITER/ITERS_PER_EPOCH (e.g. 200/2599), got {marker!r}")
+        raise ConfigError(f"marker must look like ITER/ITERS_PER_EPOCH (e.g. 200/2599), got {shown(marker, 60)}")
     return int(m.group(1)), int(m.group(2))
+
+
+def check_metric(metric: str) -> str:
+    """The metric name (a train line field like `loss`); ConfigError otherwise."""
+    if not isinstance(metric, str) or not METRIC_RE.fullmatch(metric):
+        raise ConfigError(f"--metric must be a field name of the train line (e.g. loss, top1), got {shown(metric, 60)}")
+    return metric
+
+
+def check_malformed(log: ParsedLog) -> None:
+    """RunFailed(malformed_line) when a train line has a value that is not a measurement (exit 2)."""
+    bad = [m for m in log.malformed if m.bad]
+    if bad:
+        more = f" (and {len(bad) - 1} more such line(s))" if len(bad) > 1 else ""
+        raise RunFailed("malformed_line", f"malformed line in {log.name} line {bad[0].line_no} ([Train] "
+                        f"{bad[0].marker}): {bad[0].bad}{more}: the log is corrupt, not a measurement; rerun "
+                        "the case (or fix the log)")
 
 
 def non_finite(value: str) -> bool:
@@ -108,8 +128,10 @@ def _robust(values: list[float]) -> tuple[float, float]:
 def summarize(log: ParsedLog, marker: str, warmup_lines: int = 1, metric: str = "loss") -> Summary:
     """The check_result figures of one (rank 0) log; RunFailed names why they cannot be read."""
     _, ipe = check_marker(marker)
+    check_metric(metric)
     if warmup_lines < 0:
         raise ConfigError(f"--warmup must be >= 0, got {warmup_lines}")
+    check_malformed(log)
     recs = log.records
     if not recs:
         why = f"; last line: {log.tail[-1]}" if log.tail else " (the log is empty)"
@@ -247,7 +269,24 @@ def steady_of(log: ParsedLog, steps: Optional[StepsLog], upto_step: int) -> Opti
         return None
     rows = sorted((s for s in steps.steps if int(s["step"]) <= upto_step), key=lambda s: int(s["step"]))
     costs = [float(s["batch_cost"]) for s in rows if isinstance(s.get("batch_cost"), (int, float))]
-    return steady_ips(costs, global_batch(log))
+    steady = steady_ips(costs, global_batch(log))
+    if steady is not None and not MIN_IPS <= steady.rate <= MAX_IPS:
+        raise RunFailed("malformed_steps", f"{steps.name}: the batch costs give a steady rate of {steady.rate:g} "
+                        "images/s, not a measurement: the steps file is corrupt; rerun the case")
+    return steady
+
+
+def check_inputs(rank0: ParsedLog, steps: dict[int, StepsLog]) -> None:
+    """RunFailed for input that cannot be judged: a bad train line or run header of rank 0, a corrupt steps file."""
+    check_malformed(rank0)
+    if rank0.header_problem:
+        raise RunFailed("malformed_header", f"{rank0.name}: {rank0.header_problem}: the run header is corrupt; rerun "
+                        "the case (or remove the line to judge the log without it)")
+    for rank, st in steps.items():
+        if st.corrupt:
+            more = f" (and {len(st.corrupt) - 1} more)" if len(st.corrupt) > 1 else ""
+            raise RunFailed("malformed_steps", f"steps.{rank}.jsonl {st.corrupt[0]}{more}: the steps file is "
+                            "corrupt; rerun the case (or remove the file to judge the worker log alone)")
 
 
 @dataclass
@@ -272,10 +311,11 @@ def analyse_logdir(logdir: Union[str, Path], marker: Optional[str] = None, warmu
     likelier cause); otherwise a dead rank outranks a missing marker.
     """
     root = resolve_logdir(logdir)
-    logs, steps = parse_log_dir(root), read_steps_dir(root)
-    source = "given" if marker else "last logged line"
     if marker:
         check_marker(marker)
+    check_metric(metric)
+    logs, steps = parse_log_dir(root), read_steps_dir(root)
+    source = "given" if marker else "last logged line"
     rank0 = logs.get(0)
     if not marker and rank0 and rank0.records:
         marker = rank0.records[-1].marker
@@ -284,6 +324,7 @@ def analyse_logdir(logdir: Union[str, Path], marker: Optional[str] = None, warmu
     try:
         if rank0 is None:
             raise RunFailed("no_records", f"no workerlog.0 in {root}: rank 0 writes the step lines")
+        check_inputs(rank0, steps)
         summary = summarize(rank0, marker or "0/0", warmup_lines, metric)
         summary.steady = steady_of(rank0, steps.get(0), summary.marker_step)
     except RunFailed as err:

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -211,15 +212,21 @@ def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON via a temp file in the same folder, fsync, rename: readers never see half a file.
 
     An OSError (disk full, read-only folder) is an EnvironmentProblem naming the file; nothing is left.
+    Temp files of `path` left by a killed writer are removed first (one writer per run folder); the file
+    keeps the mode of the one it replaces, 0644 when new.
     """
     text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o644
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
+            os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         tmp = None

@@ -213,5 +213,10 @@ class RunPages:
 def _write_text(path: Path, text: str) -> None:
     """Write via a temp file and rename (a reader never sees half a page)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or a failed rename leaves no half page and no temp file behind
+        tmp.unlink(missing_ok=True)
+        raise

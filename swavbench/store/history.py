@@ -11,6 +11,11 @@ Import is recursive over several roots (run folders from many machines, rsynced 
 artefacts into one tree) and incremental: `files` keeps each imported result.json's path, size and mtime,
 so a file seen before is skipped on a stat alone, and re-importing a year of runs reads only the new ones.
 Schema 2 (migrated from 1 in place) adds that table and the run's host and Paddle commit columns.
+
+Each record is validated at the boundary (swavbench.harness.records): strict JSON, typed fields, bounded
+depth and size, every text cut to inputs.MAX_STORED; a bad record is skipped and reported (exit 3). A full
+or read-only disk under the database is an EnvironmentProblem (exit 6), a file that is not a database a
+usage error (exit 3).
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ from typing import Any, Iterable, Iterator, Optional, Union
 
 import pandas as pd
 
-from swavbench.errors import EXIT_USAGE, SwavbenchError
+from swavbench.errors import EXIT_USAGE, EnvironmentProblem, SwavbenchError, from_os_error
+from swavbench.harness.records import RECORD_SCHEMA_VERSION, RecordError, read_record_json
+from swavbench.harness.records import validate_record as _validate_record
 from swavbench.paths import home
 
 SCHEMA_VERSION = 2  # of the database; bump with a migration in _migrate
-RECORD_SCHEMA_VERSION = 1  # newest result.json schema this module knows
 
 IMPORT_BATCH = 256  # runs per transaction during an import (one fsync per batch, not per run)
 
@@ -91,10 +97,20 @@ UPDATE runs SET host = json_extract(record_json, '$.environment.hostname'),
 """
 
 
-class RecordError(SwavbenchError):
-    """A result.json that cannot be stored (not JSON, not an object, a required field missing)."""
+__all__ = ["RECORD_SCHEMA_VERSION", "History", "ImportSummary", "RecordError", "import_runs", "validate_record"]
+# sqlite messages that say "this disk / folder", not "this file": exit 6
+_ENVIRONMENT_DB_ERRORS = ("disk is full", "readonly database", "unable to open", "disk I/O error",
+                          "database is locked", "out of memory")
 
-    exit_code = EXIT_USAGE
+
+def _db_error(err: Exception, path: str, doing: str) -> SwavbenchError:
+    """One line for an sqlite error: exit 6 for a full / read-only / unwritable disk, else 3."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if any(s in text for s in _ENVIRONMENT_DB_ERRORS):
+        return EnvironmentProblem(f"history database {path}: {doing}: {text} (disk full, read-only or not "
+                                  "writable? free space or use --db on a writable disk)")
+    return SwavbenchError(f"history database {path}: {doing}: {text} (not a swavbench history? move it away "
+                          "and rerun to start a new one)", EXIT_USAGE)
 
 
 @dataclass
@@ -214,18 +230,8 @@ def _run_row(rec: dict, source: str, digest: str, imported_utc: str) -> dict:
 
 
 def validate_record(rec: Any, fallback_run_id: Optional[str] = None) -> dict:
-    """The record with run_id filled in; RecordError when it cannot be stored."""
-    if not isinstance(rec, dict):
-        raise RecordError(f"top level is {type(rec).__name__}, expected a JSON object")
-    rec = dict(rec)
-    rec["run_id"] = str(rec.get("run_id") or fallback_run_id or "")
-    for key in ("run_id", "case", "status"):
-        if not rec.get(key):
-            raise RecordError(f"missing field {key!r}")
-    for key in ("steps", "ranks", "checks"):
-        if rec.get(key) is not None and not isinstance(rec[key], list):
-            raise RecordError(f"field {key!r} is {type(rec[key]).__name__}, expected a list")
-    return rec
+    """The record with run_id filled in and texts bounded; RecordError when it cannot be stored."""
+    return _validate_record(rec, fallback_run_id)
 
 
 class History:
@@ -234,14 +240,21 @@ class History:
     def __init__(self, db: Union[str, Path, None] = None) -> None:
         self.path = resolve_db(home().history_db if db is None else db)  # default: <project home>/reports/
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise from_os_error(err, f"history database {self.path}: cannot create its folder") from None
         try:
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as err:
+            raise _db_error(err, self.path, "cannot open") from None
+        try:
             self.conn.executescript(_SCHEMA)
             self._migrate()
             self.conn.execute("CREATE INDEX IF NOT EXISTS runs_by_host ON runs (case_id, profile, host, started_utc)")
-        except sqlite3.DatabaseError as err:
-            raise SwavbenchError(f"history database {self.path}: {err}") from err
+        except sqlite3.Error as err:
+            self.conn.close()
+            raise _db_error(err, self.path, "cannot set up the tables") from None
 
     def __enter__(self) -> History:
         return self
@@ -277,9 +290,18 @@ class History:
         """Store one run record in one transaction; returns 'imported' or 'unchanged'."""
         rec = validate_record(record, fallback_run_id)
         digest = hashlib.sha256(json.dumps(rec, sort_keys=True, default=str).encode()).hexdigest()
-        old = self.conn.execute("SELECT digest FROM runs WHERE run_id=?", (rec["run_id"],)).fetchone()
-        if old and old[0] == digest:
-            return "unchanged"
+        try:
+            old = self.conn.execute("SELECT digest FROM runs WHERE run_id=?", (rec["run_id"],)).fetchone()
+            if old and old[0] == digest:
+                return "unchanged"
+            self._store(rec, source, digest)
+        except sqlite3.Error as err:
+            raise _db_error(err, self.path, f"could not store run {rec['run_id']} (earlier runs are kept)") from None
+        return "imported"
+
+    def _store(self, rec: dict, source: str, digest: str) -> None:
+        """Replace one run's rows in one transaction, or in a savepoint of the import batch's (rolled back on
+        any error, alone)."""
         nested = self.conn.in_transaction  # inside an import batch: a savepoint, so one bad record rolls back alone
         self.conn.execute("SAVEPOINT one_record" if nested else "BEGIN IMMEDIATE")
         try:
@@ -290,12 +312,16 @@ class History:
             self.conn.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
             _insert_children(self.conn, rec)
         except BaseException:
-            self.conn.execute("ROLLBACK TO one_record" if nested else "ROLLBACK")
-            if nested:
-                self.conn.execute("RELEASE one_record")
+            try:
+                if nested:
+                    self.conn.execute("ROLLBACK TO one_record")
+                    self.conn.execute("RELEASE one_record")
+                elif self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
             raise
         self.conn.execute("RELEASE one_record" if nested else "COMMIT")
-        return "imported"
 
     def import_file(self, path: Union[str, Path], summary: ImportSummary) -> None:
         """Import one result.json into `summary`; a corrupt file is recorded there, not raised.
@@ -336,19 +362,27 @@ class History:
             raise SwavbenchError(f"runs folder {', '.join(missing) or '(none given)'} does not exist")
         records = find_records(paths)
         for start in range(0, len(records), IMPORT_BATCH):
-            self.conn.execute("BEGIN IMMEDIATE")
             try:
-                for path in records[start : start + IMPORT_BATCH]:
-                    self.import_file(path, summary)
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for path in records[start : start + IMPORT_BATCH]:
+                        self.import_file(path, summary)
+                except BaseException:
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as err:  # disk full / read-only under the database: exit 6, earlier batches kept
+                raise _db_error(err, self.path, f"could not store runs {start + 1}-{start + IMPORT_BATCH} "
+                                                "(earlier batches are kept)") from None
         return summary
 
     # -- reading ---------------------------------------------------------------------------------
     def _frame(self, sql: str, params: tuple = ()) -> pd.DataFrame:
-        return pd.read_sql_query(sql, self.conn, params=params)
+        try:
+            return pd.read_sql_query(sql, self.conn, params=params)
+        except (sqlite3.Error, pd.errors.DatabaseError) as err:
+            raise _db_error(err, self.path, "cannot read") from None
 
     def runs(self, since: Optional[str] = None, case_pattern: Optional[str] = None) -> pd.DataFrame:
         """All runs (oldest first), optionally from `since` (date/ISO time, UTC) and matching a case glob."""
@@ -456,8 +490,9 @@ def _insert_steps(conn: sqlite3.Connection, run_id: str, steps: list) -> None:
 
 
 def read_record(path: Path) -> Any:
-    """The decoded JSON of one result.json (the history-import boundary: one record in, one object out)."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """The decoded JSON of one result.json (the history-import boundary: one record in, one object out):
+    strict JSON, bounded size and depth (swavbench.harness.records.read_record_json)."""
+    return read_record_json(path)
 
 
 def _walk_records(root: Path) -> Iterator[Path]:
