@@ -243,7 +243,7 @@ class Session:
                     record_missing=self.record_missing and not self.update,
                     stream=sys.stdout,
                     data_root=self.data_root,
-                    ips_gate=SESSION_IPS_NOTE if self.session_baselines is not None else None,
+                    **({"ips_gate": SESSION_IPS_NOTE} if self.session_baselines is not None else {}),
                     allow_mismatch=self.allow_mismatch,
                     worker=self.worker,
                     confirm=self.confirm,

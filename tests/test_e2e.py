@@ -138,7 +138,7 @@ def test_killed_rank_fails_the_run_and_leaves_nothing(recorded, dirs):
 
 
 def test_multinode_case_through_pytest(pytester: pytest.Pytester, dirs, monkeypatch):
-    monkeypatch.setenv("SWAVBENCH_CACHE_DIR", str(cases.cache_dir()))  # pytester's home: reuse this one's data
+    monkeypatch.setenv("SWAVBENCH_CACHE_DIR", str(prepare.cache_dir()))  # pytester's home: reuse this one's data
     result = pytester.runpytest_subprocess(
         str(REPO_ROOT / "cases"),
         "-k",

@@ -114,12 +114,13 @@ def test_session_baselines_still_fail_a_changed_rerun(run_cases, monkeypatch, tm
     assert result.ret == 1
 
 
-def test_session_baselines_report_ips_without_gating_it(run_cases, monkeypatch, tmp_path):
-    """Two runs of the same code minutes apart differ in ips only by the machine's speed: in session mode the
-    rerun's ips is shown (marked not gated) and the case passes on exact loss and memory, without a rerun."""
+@pytest.mark.parametrize("mode", ["--swavbench-session-baselines", "--swavbench-record-missing"])
+def test_the_rerun_after_recording_reports_ips_without_gating_it(run_cases, monkeypatch, tmp_path, mode):
+    """Two runs of the same code minutes apart differ in ips only by the machine's speed: the rerun that
+    follows the recording shows its ips (marked not gated) and passes on exact loss and memory, no rerun."""
     monkeypatch.setenv("FAKE_ONCE_FILE", str(tmp_path / "once"))
     monkeypatch.setenv("FAKE_IPS_SCALE", "0.5")  # the recording run was slow (a busy machine), the rerun is not
-    result = run_cases("-k", "swav_pt_1n8c_fp16o1", "--swavbench-session-baselines", "-s")
+    result = run_cases("-k", "swav_pt_1n8c_fp16o1", mode, "-s")
     result.assert_outcomes(passed=1, deselected=3)
     records = [__import__("json").loads(p.read_text()) for p in (tmp_path / "reports" / "runs").glob("*/result.json")]
     judged = next(r for r in records if r["status"] != "no_baseline")

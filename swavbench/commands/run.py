@@ -120,6 +120,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+JUST_RECORDED_IPS_NOTE = (
+    "the baseline was just recorded from a run of this same code on this machine, so an ips difference is this "
+    "machine's speed moving, not the code; later runs are gated against it"
+)
+
+
 def execute_or_record(
     plan: Plan,
     baseline_dir: Path,
@@ -132,7 +138,8 @@ def execute_or_record(
     """Run and judge `plan`; with `record_missing`, a run that finds no baseline records one and is rerun.
 
     Returns every outcome, the judged one last: [judged] or [recording run, judged rerun]. A recording run
-    that failed is returned alone (nothing is recorded from it).
+    that failed is returned alone (nothing is recorded from it). The rerun's loss and memory are judged
+    exactly; its ips is reported, not gated (the baseline is a run of the same code minutes earlier).
     """
     from swavbench.commands import update_baseline
 
@@ -150,7 +157,8 @@ def execute_or_record(
     )  # fmt: skip
     with contextlib.redirect_stdout(out):  # the baseline diff is progress too: stdout stays the verdict's
         update_baseline.record(args, plan.case)
-    second = execute(plan, baseline_dir, reports_dir, stream=out, **execute_kw)
+    rerun_kw = {"ips_gate": JUST_RECORDED_IPS_NOTE, **execute_kw}  # a caller's own ips_gate wins
+    second = execute(plan, baseline_dir, reports_dir, stream=out, **rerun_kw)
     second.warnings.insert(0, f"baseline recorded on {first.profile} from run {first.run_id} (this invocation)")
     return [first, second]
 
