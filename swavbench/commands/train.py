@@ -21,9 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from swavbench.train import timeline
+
+    timeline.mark("entry")
     from swavbench.train.config import load_config, resolve_config_path
 
     config = load_config(args.config, args.override, args.profile)
+    timeline.mark("config")
     threads = (config.get("Global") or {}).get("num_threads")
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)  # before paddle loads its OpenMP runtime
@@ -33,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if task == "ContrastiveLearning":
         from swavbench.train.loop import train
 
+        timeline.mark("imports")
         return train(config, str(resolve_config_path(args.config)), overrides)
     if task == "Classification":
         from swavbench.train.classify import train_classifier

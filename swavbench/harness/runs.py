@@ -27,7 +27,8 @@ from swavbench.harness.compare import Verdict
 from swavbench.harness.metrics import RunAnalysis
 from swavbench.paths import project_home, relative_to_home, source_checkout
 
-COPIED = ("workerlog.*", "steps.*.jsonl", "run_header.json")  # never launch's envlog/backup_env (full env)
+# never launch's envlog/backup_env (full env); timeline.<rank>.json: start-up marks (benchmarks/time_to_verdict.py)
+COPIED = ("workerlog.*", "steps.*.jsonl", "run_header.json", "timeline.*.json")
 
 
 def new_run_id(case_id: str, now: Optional[float] = None) -> str:

@@ -11,7 +11,7 @@ import paddle
 
 from swavbench.errors import ConfigError
 from swavbench.train import checkpoint as ckpt
-from swavbench.train import gpu
+from swavbench.train import gpu, timeline
 from swavbench.train.config import get, lr_decay_unit
 from swavbench.train.data import build_pretrain_loader
 from swavbench.train.logger import (
@@ -69,7 +69,9 @@ def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) ->
 
     # ---- environment: device, ranks, threads, precision (recorded as it really runs) ----------------
     rt = setup_runtime(config)
+    timeline.mark("process_group")
     rt.host_allocator = tune_host_allocator()
+    timeline.mark("allocator")
     log = PasslLogger(rt.rank)
 
     # ---- data: multi-crop loader, seeded per (seed, rank, epoch, sample) ----------------------------
@@ -80,6 +82,7 @@ def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) ->
             f"DataLoader.Train.sampler.batch_size={batch_size} x {rt.world_size} ranks is larger than the "
             "dataset: lower the batch size or use a larger dataset"
         )
+    timeline.mark("loader")
 
     # ---- model: identical init on every rank, then per-rank seeds (PASSL: seed + rank) --------------
     seed_everything(rt.seed)
@@ -123,6 +126,8 @@ def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) ->
         if queue_per_rank and queue_file.is_file():
             queue = Queue.from_state(paddle.load(str(queue_file)))
 
+    timeline.mark("model")
+
     # ---- run header: what really runs ----------------------------------------------------------------
     records = record_dir(glob.get("output_dir", "./output"))
     header = rt.header() | {
@@ -165,6 +170,8 @@ def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) ->
             if it == 5:  # PASSL resets its timing windows at batch 5
                 window.reset("batch_cost", "reader_cost")
             reader_cost = time.perf_counter() - tic
+            if not global_step:
+                timeline.mark("first_batch")
             lr = lr_at(global_step, epoch)
 
             # normalise the prototypes (no grad)
@@ -193,6 +200,8 @@ def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) ->
             loss_value = float(loss)
             batch_cost = time.perf_counter() - tic
             global_step += 1
+            if global_step == 1:
+                timeline.mark("first_step")
             recorder.write(step=global_step, epoch=epoch + 1, iter=it, loss=loss_value, lr=lr,
                            batch_cost=batch_cost, reader_cost=reader_cost,
                            **({"loss_scale": scale_used, "stepped": stepped} if scaler.enabled else {}))
@@ -208,9 +217,12 @@ def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) ->
                 ))
                 window.reset()
             if max_train_step is not None and global_step >= max_train_step:
+                timeline.mark("last_step")
                 log.info(format_early_stop(global_step, max_train_step))
                 save("latest", epoch, it + 1, {"loss": epoch_loss.mean("loss")})
+                timeline.mark("saved")
                 recorder.close()
+                timeline.write(records, rt.rank)
                 return 0
             tic = time.perf_counter()
         skip_batches = 0
@@ -218,5 +230,7 @@ def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) ->
             log.info(f"loss is not finite in epoch {epoch + 1}")
         log.info(format_epoch_line(epoch + 1, epochs, {"loss": epoch_loss.mean("loss")}))
         save("latest", epoch + 1, 0, {"loss": epoch_loss.mean("loss")})
+    timeline.mark("last_step")
     recorder.close()
+    timeline.write(records, rt.rank)
     return 0
