@@ -73,15 +73,20 @@ def _add_home_option(parser: argparse.ArgumentParser, top: bool) -> None:
                 _add_home_option(child, top=False)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser with every registered subcommand (defaults in the current project home)."""
+# A training rank parses only its own command: importing every command module (the harness with it) cost
+# each of 8 ranks ~80 ms of CPU on 2 shared cores (benchmarks/time_to_verdict.py).
+RANK_COMMANDS = {"train": "swavbench.commands.train"}
+
+
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
+    """The parser with the subcommands of `modules` (default: all; defaults in the current project home)."""
     parser = _Parser(prog="swavbench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("--debug", action="store_true",
                         help="on an unexpected error (a swavbench bug) also print its traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(sub)
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -133,8 +138,9 @@ def pinned_home(chosen: Optional[Path]) -> Iterator[Path]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the `swavbench` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    rank_command = RANK_COMMANDS.get(argv[0]) if argv else None
     with pinned_home(home_argument(argv)):
-        return _run(build_parser(), argv)
+        return _run(build_parser([rank_command] if rank_command else COMMAND_MODULES), argv)
 
 
 def _run(parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:

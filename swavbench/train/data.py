@@ -181,9 +181,11 @@ class CheckedLoader:
 
     def __init__(self, loader: paddle.io.DataLoader) -> None:
         self.loader, self.dataset = loader, loader.dataset
+        self._batches = None  # paddle's iterator of the epoch in progress
 
     def __iter__(self) -> Iterator[list[paddle.Tensor]]:
-        for batch in self.loader:
+        self._batches = iter(self.loader)
+        for batch in self._batches:
             *data, status = batch
             status = status.numpy()
             failed = np.flatnonzero(status[:, 1] >= 0)
@@ -196,6 +198,27 @@ class CheckedLoader:
 
     def __len__(self) -> int:
         return len(self.loader)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the epoch in progress (a run that ends mid-epoch), without paddle's shutdown sleep.
+
+        paddle's single-process iterator, stopped while its reader thread waits on a full queue, sleeps a
+        whole second before it looks again (dataloader_iter.py `_shutdown_thread`); at interpreter exit that
+        second is on every rank's way out. Closing the queue first ends the thread, which is then joined.
+        """
+        batches, self._batches = self._batches, None
+        if batches is None:
+            return
+        thread = getattr(batches, "_thread", None)
+        queue = getattr(batches, "_blocking_queue", None)
+        if hasattr(batches, "_shutdown_thread") and thread is not None and queue is not None:
+            batches._thread_done_event.set()
+            queue.close()  # a push blocked on the full queue returns, and the thread ends
+            batches._blocking_queue = None  # already closed: paddle's own shutdown skips it
+            thread.join(timeout_s)
+        shutdown = getattr(batches, "_try_shutdown_all", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def _make_loader(

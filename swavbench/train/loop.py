@@ -222,6 +222,7 @@ def train(config: dict, config_path: str = "", overrides: Sequence[str] = ()) ->
                 save("latest", epoch, it + 1, {"loss": epoch_loss.mean("loss")})
                 timeline.mark("saved")
                 recorder.close()
+                loader.close()
                 timeline.write(records, rt.rank)
                 return 0
             tic = time.perf_counter()

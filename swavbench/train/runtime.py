@@ -33,6 +33,7 @@ class Runtime:
     flags: dict = field(default_factory=dict)  # paddle FLAGS set (and cuDNN ones skipped on cpu)
     gpu_paths: dict = field(default_factory=dict)  # each GPU-only branch: ran here? exercised by which CPU test
     amp: Any = None  # the gpu.AmpPlan (not in the header)
+    rendezvous: str = "none (one process)"  # how the process group formed (swavbench.train.rendezvous)
 
     def header(self) -> dict:
         data = asdict(self)
@@ -107,11 +108,17 @@ def setup_runtime(config: dict) -> Runtime:
         raise ConfigError(f"Global.device: {requested!r} is not supported (gpu or cpu)")
 
     world_size = env_world_size()
-    if world_size > 1:
+    rank = _env_int("PADDLE_TRAINER_ID", "PADDLE_GLOBAL_RANK", default=0)
+    rendezvous = "none (one process)"
+    if world_size > 1 and requested == "cpu":
+        from swavbench.train.rendezvous import form_process_group
+
+        rendezvous = form_process_group(rank)
+    elif world_size > 1:
         import paddle.distributed as dist
 
         dist.init_parallel_env()
-    rank = _env_int("PADDLE_TRAINER_ID", "PADDLE_GLOBAL_RANK", default=0)
+        rendezvous = "paddle default"
 
     amp = gpu.amp_plan(config, requested)
     effective = amp.requested if gpu.amp_takes_effect(amp) else "fp32"
@@ -144,7 +151,7 @@ def setup_runtime(config: dict) -> Runtime:
         threads=_env_int("OMP_NUM_THREADS", default=1), seed=seed,
         precision_requested=amp.requested, precision_effective=effective, precision_note=note,
         sync_batchnorm=sync, max_mem_source=mem_source, deterministic=deterministic,
-        flags=applied, gpu_paths=paths, amp=amp,
+        flags=applied, gpu_paths=paths, amp=amp, rendezvous=rendezvous,
     )
 
 
