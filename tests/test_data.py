@@ -84,6 +84,17 @@ def test_normalisation_is_mean_std_of_the_pixels():
     np.testing.assert_allclose(out, want, atol=1e-5)
 
 
+def test_normalisation_lookup_gives_the_table_value_of_every_pixel_exactly():
+    """The contiguous channels-first lookup (issue 16) equals the table lookup of each pixel, bit for bit."""
+    rng = np.random.default_rng(1)
+    lut = A.normalize_lut(A.MEAN, A.STD)
+    for n, size in ((2, 31), (6, 9)):
+        pixels = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+        want = np.stack([lut[c][pixels[..., c]] for c in range(3)], axis=1)
+        got = A.to_normalized_chw(pixels, lut)
+        assert got.dtype == np.float32 and got.flags.c_contiguous and got.tobytes() == want.tobytes()
+
+
 def test_flip_mirrors_the_same_crop():
     img = noise_image()
     plain, flipped = crops_of(img, **OFF), crops_of(img, **{**OFF, "flip_prob": 1.0})
