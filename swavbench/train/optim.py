@@ -56,6 +56,19 @@ def build_lr_schedule(sched: dict, iters_per_epoch: int, epochs: int,
 # ---------------------------------------------------------------------------------------------------------
 # LARC-wrapped SGD with momentum (reference: apex LARC around torch SGD, clip off)
 # ---------------------------------------------------------------------------------------------------------
+_SQUARED_L2_NORM = getattr(getattr(paddle, "_C_ops", None), "squared_l2_norm", None)
+
+
+def sum_of_squares(x: paddle.Tensor) -> paddle.Tensor:
+    """`(x * x).sum()` as a 0-d tensor. On CPU through paddle's squared_l2_norm kernel (the one its gradient
+    clipping uses): one pass, no temporary, the same bits (checked on every parameter of the CPU profile's
+    and ResNet-50's SwAV models at 1 and 2 threads; tests/test_step_speed.py). 66 -> 27 ms per step over
+    ResNet-50's 28M parameters and their gradients. Elsewhere (GPU) the expression as written."""
+    if _SQUARED_L2_NORM is not None and x.place.is_cpu_place():
+        return _SQUARED_L2_NORM(x).reshape([])
+    return (x * x).sum()
+
+
 class LARCMomentum:
     """Momentum SGD whose gradients are rescaled per parameter by LARC (apex LARC around torch SGD).
 
@@ -81,7 +94,7 @@ class LARCMomentum:
     @paddle.no_grad()
     def _apply_larc(self, live: list[paddle.Tensor], lr: float) -> None:
         # all squared norms in one host transfer (one sync on GPU), then in-place rescaling
-        squares = paddle.stack([paddle.stack([(p * p).sum(), (p.grad * p.grad).sum()]) for p in live])
+        squares = paddle.stack([paddle.stack([sum_of_squares(p), sum_of_squares(p.grad)]) for p in live])
         norms = squares.astype("float64").numpy() ** 0.5
         for (p_norm, g_norm), p in zip(norms, live):
             if p_norm == 0 or g_norm == 0:
