@@ -77,6 +77,22 @@ def test_closing_a_loader_mid_epoch_skips_paddles_one_second_shutdown_sleep(synt
     loader.close()  # a second close is a no-op
 
 
+def test_loaders_left_mid_epoch_by_any_task_are_closed_at_the_end(synth_data):
+    from swavbench.train.data import build_classification_loader, close_loaders
+
+    transform = [{"RandomResizedCrop": {"size": 16}}, {"ToTensor": None}]
+    section = {"dataset": {"root": str(synth_data / "train"), "transform": transform},
+               "sampler": {"batch_size": 4}, "loader": {"num_workers": 0}}
+    loader, sampler, _ = build_classification_loader({"DataLoader": {"Train": section}}, "Train", 0, 1, 0)
+    sampler.set_epoch(0)
+    batches = iter(loader)
+    next(batches), next(batches)
+    thread = loader._batches._thread
+    start = time.perf_counter()
+    close_loaders()
+    assert not thread.is_alive() and time.perf_counter() - start < 0.9
+
+
 FAST_EXIT_SCRIPT = textwrap.dedent("""
     import atexit, sys
     from swavbench.train import fast_exit

@@ -43,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"Global.task_type={task}: unknown (ContrastiveLearning or Classification)")
     entry = _import_trainer(task)
     timeline.mark("imports")
-    return fast_exit.arm(entry(config, str(resolve_config_path(args.config)), overrides))
+    code = entry(config, str(resolve_config_path(args.config)), overrides)
+    from swavbench.train.data import close_loaders
+
+    close_loaders()  # an epoch stopped at max_train_step: no 1 s shutdown sleep in paddle's exit handler
+    return fast_exit.arm(code)
 
 
 def _import_trainer(task: str) -> Callable[..., int]:

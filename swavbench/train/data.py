@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import os
+import weakref
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -185,6 +186,7 @@ class CheckedLoader:
 
     def __iter__(self) -> Iterator[list[paddle.Tensor]]:
         self._batches = iter(self.loader)
+        _ITERATING.add(self)
         for batch in self._batches:
             *data, status = batch
             status = status.numpy()
@@ -207,6 +209,7 @@ class CheckedLoader:
         second is on every rank's way out. Closing the queue first ends the thread, which is then joined.
         """
         batches, self._batches = self._batches, None
+        _ITERATING.discard(self)
         if batches is None:
             return
         thread = getattr(batches, "_thread", None)
@@ -219,6 +222,15 @@ class CheckedLoader:
         shutdown = getattr(batches, "_try_shutdown_all", None)
         if shutdown is not None:
             shutdown()
+
+
+_ITERATING: weakref.WeakSet[CheckedLoader] = weakref.WeakSet()
+
+
+def close_loaders() -> None:
+    """Close every loader still in an epoch (a run that stopped at Global.max_train_step, any task)."""
+    for loader in list(_ITERATING):
+        loader.close()
 
 
 def _make_loader(
