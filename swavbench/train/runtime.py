@@ -59,26 +59,10 @@ def _env_int(*names: str, default: int) -> int:
 
 
 def tune_host_allocator() -> str:
-    """Keep glibc from returning every large freed block to the OS (and page-faulting it back in).
+    """Apply this CPU's host allocator setting (swavbench.train.host_allocator); what ran, for the header."""
+    from swavbench.train.host_allocator import tune
 
-    Paddle's CPU tensors come from malloc; by default each allocation over the dynamic mmap threshold is a
-    fresh mmap, so every elementwise op on a big tensor pays page faults (measured: x * 0.5 on 4M floats
-    8.5 ms -> 0.6 ms with this). Returns what was done, for the run header.
-    """
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return "default (not linux)"
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-        ok = all(libc.mallopt(option, value) == 1 for option, value in (
-            (m_mmap_threshold, 32 * 1024 * 1024), (m_trim_threshold, 2**31 - 1), (m_top_pad, 256 * 1024 * 1024)))
-    except (OSError, AttributeError):
-        return "default (no glibc mallopt)"
-    return "glibc mallopt: mmap threshold 32 MiB, trim threshold 2 GiB" if ok else "default (mallopt refused)"
+    return tune()
 
 
 def env_world_size() -> int:
