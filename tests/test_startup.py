@@ -78,16 +78,24 @@ def test_closing_a_loader_mid_epoch_skips_paddles_one_second_shutdown_sleep(synt
 
 
 def test_loaders_left_mid_epoch_by_any_task_are_closed_at_the_end(synth_data):
+    """Also once the loader object itself is gone (a trainer function returned): its epoch is still shut."""
+    import gc
+
     from swavbench.train.data import build_classification_loader, close_loaders
 
-    transform = [{"RandomResizedCrop": {"size": 16}}, {"ToTensor": None}]
-    section = {"dataset": {"root": str(synth_data / "train"), "transform": transform},
-               "sampler": {"batch_size": 4}, "loader": {"num_workers": 0}}
-    loader, sampler, _ = build_classification_loader({"DataLoader": {"Train": section}}, "Train", 0, 1, 0)
-    sampler.set_epoch(0)
-    batches = iter(loader)
-    next(batches), next(batches)
-    thread = loader._batches._thread
+    def two_batches_then_return():
+        transform = [{"RandomResizedCrop": {"size": 16}}, {"ToTensor": None}]
+        section = {"dataset": {"root": str(synth_data / "train"), "transform": transform},
+                   "sampler": {"batch_size": 4}, "loader": {"num_workers": 0}}
+        loader, sampler, _ = build_classification_loader({"DataLoader": {"Train": section}}, "Train", 0, 1, 0)
+        sampler.set_epoch(0)
+        batches = iter(loader)
+        next(batches), next(batches)
+        return loader._batches._thread
+
+    thread = two_batches_then_return()
+    gc.collect()
+    assert thread.is_alive()  # paddle's reader thread waits on its full queue, for the exit handler to stop
     start = time.perf_counter()
     close_loaders()
     assert not thread.is_alive() and time.perf_counter() - start < 0.9
@@ -144,8 +152,11 @@ def test_timeline_marks_wall_and_cpu_and_rewrites_at_exit(tmp_path):
     assert started is not None and started <= time.time()
     assert time.time() - started < float(open("/proc/uptime").read().split()[0]) + 1
     code = ("import sys\nfrom swavbench.train import timeline\nfrom pathlib import Path\ntimeline.mark('a')\n"
-            "sum(range(10**6))\ntimeline.mark('b')\ntimeline.write(Path(sys.argv[1]), 3)\n")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=clean_env(), check=True, timeout=60)
+            "sum(range(10**6))\ntimeline.mark('b')\nprint(timeline.written())\ntimeline.write(Path(sys.argv[1]), 3)\n"
+            "print(timeline.written())\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=clean_env(), check=True, timeout=60,
+                          capture_output=True, text=True)
+    assert proc.stdout.split() == ["False", "True"]
     data = json.loads((tmp_path / "timeline.3.json").read_text())
     names = [m[0] for m in data["marks"]]
     assert data["rank"] == 3 and names == ["process_start", "a", "b", "end", "atexit"]

@@ -45,8 +45,12 @@ def run(args: argparse.Namespace) -> int:
     timeline.mark("imports")
     code = entry(config, str(resolve_config_path(args.config)), overrides)
     from swavbench.train.data import close_loaders
+    from swavbench.train.logger import record_dir
 
     close_loaders()  # an epoch stopped at max_train_step: no 1 s shutdown sleep in paddle's exit handler
+    if not timeline.written():  # the pre-training loop writes its own, with its step marks
+        rank = int(os.environ.get("PADDLE_TRAINER_ID") or 0)
+        timeline.write(record_dir((config.get("Global") or {}).get("output_dir", "./output")), rank)
     return fast_exit.arm(code)
 
 

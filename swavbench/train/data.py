@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import abc
 import os
-import weakref
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -186,7 +185,7 @@ class CheckedLoader:
 
     def __iter__(self) -> Iterator[list[paddle.Tensor]]:
         self._batches = iter(self.loader)
-        _ITERATING.add(self)
+        _IN_PROGRESS.append(self._batches)
         for batch in self._batches:
             *data, status = batch
             status = status.numpy()
@@ -197,40 +196,48 @@ class CheckedLoader:
                 path = self.dataset.samples[index][0]
                 raise DataError(f"sample {path} failed in the data loader but loads when retried (flaky storage?)")
             yield data
+        _forget(self._batches)  # the epoch ended: paddle has shut its iterator down itself
 
     def __len__(self) -> int:
         return len(self.loader)
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Stop the epoch in progress (a run that ends mid-epoch), without paddle's shutdown sleep.
-
-        paddle's single-process iterator, stopped while its reader thread waits on a full queue, sleeps a
-        whole second before it looks again (dataloader_iter.py `_shutdown_thread`); at interpreter exit that
-        second is on every rank's way out. Closing the queue first ends the thread, which is then joined.
-        """
+    def close(self) -> None:
+        """Stop the epoch in progress (a run that ends mid-epoch), without paddle's shutdown sleep."""
         batches, self._batches = self._batches, None
-        _ITERATING.discard(self)
-        if batches is None:
-            return
-        thread = getattr(batches, "_thread", None)
-        queue = getattr(batches, "_blocking_queue", None)
-        if hasattr(batches, "_shutdown_thread") and thread is not None and queue is not None:
-            batches._thread_done_event.set()
-            queue.close()  # a push blocked on the full queue returns, and the thread ends
-            batches._blocking_queue = None  # already closed: paddle's own shutdown skips it
-            thread.join(timeout_s)
-        shutdown = getattr(batches, "_try_shutdown_all", None)
-        if shutdown is not None:
-            shutdown()
+        if batches is not None:
+            _shutdown(batches)
 
 
-_ITERATING: weakref.WeakSet[CheckedLoader] = weakref.WeakSet()
+_IN_PROGRESS: list = []  # paddle iterators of epochs not run to their end (outlive their CheckedLoader)
+
+
+def _forget(batches) -> None:
+    if any(b is batches for b in _IN_PROGRESS):
+        _IN_PROGRESS[:] = [b for b in _IN_PROGRESS if b is not batches]
+
+
+def _shutdown(batches, timeout_s: float = 10.0) -> None:
+    """Shut a paddle DataLoader iterator down. Its single-process form, stopped while the reader thread waits
+    on a full queue, sleeps a whole second before it looks again (dataloader_iter.py `_shutdown_thread`); at
+    interpreter exit that second is on every rank's way out. Closing the queue first ends the thread, which
+    is then joined, and paddle's own shutdown finds nothing left to wait for."""
+    _forget(batches)
+    thread = getattr(batches, "_thread", None)
+    queue = getattr(batches, "_blocking_queue", None)
+    if hasattr(batches, "_shutdown_thread") and thread is not None and queue is not None:
+        batches._thread_done_event.set()
+        queue.close()  # a push blocked on the full queue returns, and the thread ends
+        batches._blocking_queue = None  # already closed: paddle's own shutdown skips it
+        thread.join(timeout_s)
+    shutdown = getattr(batches, "_try_shutdown_all", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def close_loaders() -> None:
-    """Close every loader still in an epoch (a run that stopped at Global.max_train_step, any task)."""
-    for loader in list(_ITERATING):
-        loader.close()
+    """Shut down every loader epoch still in progress (a run stopped at Global.max_train_step, any task)."""
+    for batches in list(_IN_PROGRESS):
+        _shutdown(batches)
 
 
 def _make_loader(

@@ -45,6 +45,11 @@ def mark(name: str) -> None:
     _MARKS.append((name, time.time(), time.process_time()))
 
 
+def written() -> bool:
+    """True once `write` has run in this process."""
+    return bool(_WRITTEN)
+
+
 def marks() -> list[tuple[str, float, float]]:
     """The marks so far, in order."""
     return list(_MARKS)
