@@ -139,14 +139,15 @@ def print_table(title: str, columns: list[str], table: list[list[tuple]], median
     """One row per phase, one column per run (wall seconds), the median of the runs, and the median CPU
     seconds of the phase summed over all ranks (2 cores: that sum / 2 is the phase's floor in wall time)."""
     heads = columns + (["median"] if median and len(table) > 1 else []) + ["cpu, ranks"]
+    width = max(11, *(len(h) + 2 for h in heads))
     print(title)
-    print(f"{'phase (wall seconds)':<44}" + "".join(f"{h:>11}" for h in heads))
+    print(f"{'phase (wall seconds)':<44}" + "".join(f"{h:>{width}}" for h in heads))
     for i, row in enumerate(table[0]):
         values = [rows[i][1] for rows in table]
         if median and len(table) > 1:
             values.append(_median(values))
         values.append(_median([rows[i][2] if len(rows[i]) > 2 else None for rows in table]))
-        print(f"{row[0]:<44}" + "".join(f"{'' if v is None else f'{v:.2f}':>11}" for v in values))
+        print(f"{row[0]:<44}" + "".join(f"{'' if v is None else f'{v:.2f}':>{width}}" for v in values))
     sys.stdout.flush()
 
 
