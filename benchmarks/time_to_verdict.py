@@ -34,11 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paired import alternate, load_note  # noqa: E402  (benchmarks/ is not a package)
 from ttv_probes import Recorder, cpu_all_ranks, probes, rank_timelines  # noqa: E402
 
-AB_ROWS = ("launcher start (-> first rank process)", "rank 0 start-up (process -> first step)",
-           "  import paddle + trainer", "  device + process group", "marker to exit", "exit to verdict",
-           "total (plan -> verdict)", "training steps (sum of rank 0 batch_cost)", "fixed (total - training steps)")
-
-
 RANK_PHASES = (  # (label, from mark, to mark) on rank 0's timeline
     ("  interpreter + CLI", "process_start", "entry"),
     ("  config load + validation", "entry", "config"),
@@ -101,6 +96,11 @@ EXIT_PHASES = (
     ("  loader shutdown, timeline (rank 0)", "saved", "end"),
     ("  exit handlers (rank 0: paddle's atexit)", "end", "atexit"),
 )
+
+
+SUB_ROWS = {label.strip() for label, _, _ in RANK_PHASES + EXIT_PHASES} | {
+    "last rank atexit -> launcher exit seen", "harness cleanup (no strays, port free)", "copy logs",
+    "parse + analyse", "judge", "record (result.json)"}  # shown indented under their phase
 
 
 def breakdown(rec: Recorder, execute: tuple, plan_span: Optional[tuple]) -> list[tuple]:
@@ -210,7 +210,7 @@ def one_run(checkout: Path, case_id: str, out: Path) -> dict:
     env = dict(os.environ, SWAVBENCH_CACHE_DIR=os.environ.get("SWAVBENCH_CACHE_DIR") or str(REPO / "data" / "cache"))
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
     data = json.loads(out.read_text())
-    return {**{label.strip(): values[0] for label, values in data["runs"][0].items()}, "losses": data["losses"][0]}
+    return {"rows": {label: values[0] for label, values in data["runs"][0].items()}, "losses": data["losses"][0]}
 
 
 def run_against(before: Path, case_id: str, pairs: int, tmp: Path) -> None:
@@ -219,15 +219,19 @@ def run_against(before: Path, case_id: str, pairs: int, tmp: Path) -> None:
                         lambda: one_run(REPO, case_id, tmp / "b.json"), pairs)
     print(f"case {case_id}: before = {before}, after = {REPO}; {pairs} pairs (AB, BA, ...), {load_note()} at end")
     print(f"{'phase (wall seconds)':<44}{'before':>9}{'after':>9}{'after/before':>14}  per pair")
-    for label in AB_ROWS:
-        key = label.strip()
-        vals = [(a.get(key), b.get(key)) for a, b in results if a.get(key) is not None and b.get(key) is not None]
+    labels = list(results[0][1]["rows"])  # this checkout's rows, in order (a superset of older ones)
+    for key in labels:
+        label = f"  {key}" if key in SUB_ROWS else key
+        vals = [(a["rows"].get(key), b["rows"].get(key)) for a, b in results]
+        vals = [(x, y) for x, y in vals if x is not None and y is not None]
         if not vals:
+            print(f"{label:<44}{'':>9}{'':>9}{'':>14}  (not recorded before)")
             continue
         ratios = [b / a for a, b in vals if a]
         med_a, med_b = statistics.median(a for a, _ in vals), statistics.median(b for _, b in vals)
         each = " ".join(f"{r:.2f}" for r in ratios)
-        print(f"{label:<44}{med_a:>9.2f}{med_b:>9.2f}{statistics.median(ratios) if ratios else 0:>14.2f}  {each}")
+        ratio = f"{statistics.median(ratios):.2f}" if ratios else ""
+        print(f"{label:<44}{med_a:>9.2f}{med_b:>9.2f}{ratio:>14}  {each}")
     same = [a["losses"] == b["losses"] for a, b in results]
     steps = sum(len(v) for v in results[0][0]["losses"]["steps"].values())
     print(f"loss at every step of every rank ({steps} values) and every logged loss string identical before/after: "
