@@ -7,9 +7,10 @@ For each setting, in alternating pairs of fresh processes (same OMP threads, sam
         steps after 2 warm-up steps, from steps.0.jsonl, and the loader's share (reader_cost / batch_cost);
   trunk the model's own trunk, forward+backward of random crops of the same shapes (grouped by resolution as
         the model does), gradients dropped as the trainer drops them: median seconds.
-It prints both medians and the per-pair ratio swav / trunk (target: <= 1.05), then where the difference
-goes: the step's parts timed in one process (CPU seconds: trunk, projection head + prototypes, loss with
-Sinkhorn, optimizer, the rest). Settings:
+It prints both medians and the per-pair ratio swav / trunk (target: <= 1.05), then, in one process, the
+bare trunk and the step made of the trainer's own functions in CPU seconds (their ratio holds on a loaded
+machine, where wall seconds do not) and where the difference goes: trunk, projection head + prototypes +
+loss with Sinkhorn, backward, optimizer, the rest. Settings:
   tiny   CPU profile: resnet_tiny, 2x32 + 6x16 crops, batch 8, 100 prototypes, 1 thread
   r50    ResNet-50, 3000 prototypes, 2x96 + 6x48 crops, batch 4, 1 thread (issue 16's table)
   r50x2  the same at 2 threads
@@ -104,6 +105,7 @@ def _groups(crops: list, shapes: list) -> list:
 
 def step_parts(model, crops: list, batch: int, nmb_crops: list, steps: int) -> dict:
     """CPU seconds (medians) of the trainer's step, part by part, with the trainer's own functions."""
+    import paddle
     import paddle.nn.functional as F
 
     from swavbench.train.model import normalize_prototypes
@@ -111,8 +113,13 @@ def step_parts(model, crops: list, batch: int, nmb_crops: list, steps: int) -> d
     from swavbench.train.swav import swav_loss
 
     net, opt, parts = model.res_model, LARCMomentum(list(model.named_parameters())), []
+    groups = _groups(crops, [(n, None) for n in nmb_crops])
     for _ in range(steps + WARMUP):
-        t, c = {}, time.process_time()
+        c = time.process_time()  # the bare trunk first, in the same process: a CPU ratio immune to load
+        paddle.concat([net.encoder(g) for g in groups]).sum().backward()
+        net.encoder.clear_gradients(set_to_zero=False)
+        bare = time.process_time() - c
+        t, c = {"bare trunk": bare}, time.process_time()
         features = net.forward_trunk(crops)  # SwAVNet.forward, in its parts
         t["trunk forward"] = time.process_time() - c
         c = time.process_time()
@@ -157,9 +164,10 @@ def report(setting: str, pairs: list, parts: dict) -> None:
     print(f"{setting:<6} swav step {swav:7.3f} s | bare trunk fwd+bwd {trunk:7.3f} s | swav/trunk "
           f"{statistics.median(ratios):.3f} (pairs {min(ratios):.3f}-{max(ratios):.3f}; target <= 1.05) | "
           f"reader {100 * reader:.1f}% of batch_cost", flush=True)
+    bare = parts.pop("bare trunk")
     total = sum(parts.values())
-    print("       the step's parts (CPU s, one process): " + ", ".join(
-        f"{k} {v:.4f} ({100 * v / total:.0f}%)" for k, v in parts.items()), flush=True)
+    print(f"       one process, CPU seconds: step {total:.4f} / bare trunk {bare:.4f} = {total / bare:.3f}; the step's "
+          "parts: " + ", ".join(f"{k} {v:.4f} ({100 * v / total:.0f}%)" for k, v in parts.items()), flush=True)
 
 
 def main() -> None:
