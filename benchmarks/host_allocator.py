@@ -12,6 +12,8 @@ figures behind swavbench.train.host_allocator.BY_VENDOR. `--settings glibc-tuned
   r50x2  the same at 2 threads
   scale  x * 0.5 on 4M floats (the micro-benchmark the tuning was made for)
   swav   the real trainer, CPU profile, one rank, median batch_cost of steps 3-12 (its CPU: the whole process)
+  case   the CPU swav_pt_1n8c_fp16o1 case (`swavbench run`, 8 gloo ranks): rank 0's median batch_cost of the
+         steps after the 5th (its CPU: all ranks and launcher, from the children's rusage)
 Wall seconds are the figure on a quiet machine; on a shared one, the process CPU seconds (user + system, page
 faults included) are the steadier comparison.
 """
@@ -108,7 +110,25 @@ def swav_run(setting: str, data: Path, out: Path) -> dict:
             "minflt": after.ru_minflt - before.ru_minflt, "header": header}
 
 
+def case_run(setting: str) -> dict:
+    """The 1n8c CPU case through `swavbench run`: rank 0's median batch_cost after step 5."""
+    with tempfile.TemporaryDirectory() as reports:
+        env = dict(os.environ, SWAVBENCH_HOST_ALLOCATOR=setting)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([str(Path(sys.executable).parent / "swavbench"), "run", "swav_pt_1n8c_fp16o1", "--profile",
+                        "cpu", "--reports-dir", reports], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        log = next(Path(reports, "runs").iterdir()) / "log"
+        steps = [json.loads(line) for line in (log / "steps.0.jsonl").read_text().splitlines()][5:]
+        header = json.loads((log / "run_header.json").read_text())["host_allocator"]
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"wall": statistics.median(s["batch_cost"] for s in steps), "cpu": cpu,
+            "minflt": after.ru_minflt - before.ru_minflt, "header": header}
+
+
 def measure(setting: str, workload: str, repeats: int, data: Path) -> dict:
+    if workload == "case":
+        return case_run(setting)
     if workload == "swav":
         with tempfile.TemporaryDirectory() as out:
             return swav_run(setting, data, Path(out))
@@ -138,7 +158,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per process (after 2 warm-up)")
     parser.add_argument("--workloads", nargs="+", default=["tiny", "r50", "r50x2", "scale", "swav"],
-                        choices=[*WORKLOADS, "scale", "swav"])
+                        choices=[*WORKLOADS, "scale", "swav", "case"])
     parser.add_argument("--settings", nargs="+", default=["glibc-tuned"], choices=SETTINGS[1:],
                         help="settings each compared with glibc's default (default: glibc-tuned)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
