@@ -3,9 +3,11 @@
 Registered by the top-level conftest.py (`pytest_plugins = ["swavbench.plugin"]`), or `-p swavbench.plugin`.
 Options mirror `swavbench run`: --swavbench-profile, --swavbench-baseline-dir, --swavbench-allow-mismatch,
 --swavbench-reports-dir, --swavbench-data-root, --swavbench-update-baseline (record instead of judging),
---swavbench-worker (the rank command; default `swavbench train`), --swavbench-confirm N (reruns when ips
-alone is outside its band), --swavbench-confirm-delay S (wait before a rerun). A failing case's message is the verdict
-table plus the advice line; a case that cannot run on this build is skipped with its reason.
+--swavbench-worker (the rank command; default `swavbench train`), --swavbench-confirm-mode ab|rerun|off (how
+an ips-only failure is confirmed: a paired A/B against the baseline's build, or reruns), --swavbench-confirm N
+(reruns when ips alone is outside its band), --swavbench-confirm-delay S (wait before a rerun). A failing
+case's message is the verdict table plus the advice line; a case that cannot run on this build is skipped
+with its reason.
 """
 
 from __future__ import annotations
@@ -99,6 +101,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="seconds to wait before a confirmation rerun (past a slow spell of the machine)",
     )
     group.addoption(
+        "--swavbench-confirm-mode",
+        choices=runner.CONFIRM_MODES,
+        default=runner.DEFAULT_CONFIRM_MODE,
+        help="how an ips-only failure is confirmed: ab (a paired A/B against the baseline's own build when it "
+        "can be rebuilt, else a rerun), rerun, off",
+    )
+    group.addoption(
         "--swavbench-report",
         nargs="?",
         const="reports/index.html",
@@ -151,6 +160,7 @@ class Session:
         self.data_root: Optional[Path] = opt("swavbench_data_root")
         self.confirm: int = 0 if self.update else max(opt("swavbench_confirm"), 0)
         self.confirm_delay_s: float = max(opt("swavbench_confirm_delay"), 0.0)
+        self.confirm_mode: str = opt("swavbench_confirm_mode")
         worker = opt("swavbench_worker")
         self.worker = shlex.split(worker) if worker else None
         self._runs: dict[tuple, runner.Outcome] = {}
@@ -182,6 +192,7 @@ class Session:
                     worker=self.worker,
                     confirm=self.confirm,
                     confirm_delay_s=self.confirm_delay_s,
+                    confirm_mode="off" if self.update else self.confirm_mode,
                 )
             self.recorded += outcomes[:-1]
             self._runs[key] = outcomes[-1]

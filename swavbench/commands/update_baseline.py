@@ -114,7 +114,7 @@ def _from_dir(args: argparse.Namespace, plan: Plan, root: Path) -> tuple[RunAnal
         return (
             a,
             args.machine_profile or rec["profile"],
-            {"run_id": rec.get("run_id"), "run_command": rec.get("command")},
+            {"run_id": rec.get("run_id"), "run_command": rec.get("command"), "build": rec.get("build")},
         )
     logs = resolve_logdir(root)
     header = parse_log_file(logs / "workerlog.0").header if (logs / "workerlog.0").exists() else None
@@ -142,7 +142,7 @@ def _from_run(args: argparse.Namespace, plan: Plan) -> tuple[RunAnalysis, str, d
     return (
         outcome.analysis,
         args.machine_profile or outcome.profile,
-        {"run_id": outcome.run_id, "run_command": outcome.record["command"]},
+        {"run_id": outcome.run_id, "run_command": outcome.record["command"], "build": outcome.record.get("build")},
     )
 
 
@@ -176,13 +176,14 @@ def _median_figures(runs: list[RunAnalysis]) -> dict:
 def record(args: argparse.Namespace, case: Case) -> Path:
     """Run (or read) one case and write its baseline; returns the path written."""
     plan = plan_for(case.id, args.profile, args.data_root, timeout_s=args.timeout, stall_s=args.stall)
-    runs, run_ids, profiles = [], [], []
+    runs, run_ids, profiles, extras = [], [], [], []
     sources = args.from_dirs or [None] * args.repeats
     for n, root in enumerate(sources):
         if len(sources) > 1:
             print(f"{'reading' if root else 'recording'} run {n + 1}/{len(sources)} of {case.id}")
         a, profile, extra = _from_dir(args, plan, root) if root else _from_run(args, plan)
         runs.append(a)
+        extras.append(extra)
         run_ids.append(extra.get("run_id") or extra.get("source"))
         profiles.append(profile)
     if len(set(profiles)) > 1:
@@ -194,6 +195,7 @@ def record(args: argparse.Namespace, case: Case) -> Path:
     path = baseline_path(args.baseline_dir, profile, case.id)
     old = _old(path)
     header = (a.logs[0].header if a.logs.get(0) else None) or {}
+    builds = [x.get("build") for x in extras]
     provenance = {
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": git_commit(),
@@ -204,8 +206,12 @@ def record(args: argparse.Namespace, case: Case) -> Path:
         "topology": f"{plan.scale.nnodes}x{plan.scale.devices_per_node}",
         "notes": list(plan.notes),
         "run_id": None,
-        **extra,
+        **{k: v for k, v in extra.items() if k != "build"},
     }
+    # the build the runs came from (an A/B confirmation rebuilds it: swavbench.harness.builds.reference_for);
+    # runs of different builds give none
+    if builds and all(isinstance(b, dict) for b in builds) and len({b.get("fingerprint") for b in builds}) == 1:
+        provenance["build"] = builds[0]
     if old and isinstance(old.provenance.get("calibration"), dict):
         provenance["calibration"] = old.provenance["calibration"]  # measured noise of this machine: kept
     metrics = {"loss": s.loss, "ips": s.ips, "max_mem": s.max_mem, "marker": s.marker}

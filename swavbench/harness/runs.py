@@ -21,6 +21,7 @@ from typing import Optional
 from swavbench.errors import EnvironmentProblem
 from swavbench.harness import launch
 from swavbench.harness.baselines import Baseline
+from swavbench.harness.builds import build_info
 from swavbench.harness.cases import Plan
 from swavbench.harness.compare import Verdict
 from swavbench.harness.metrics import RunAnalysis
@@ -144,6 +145,7 @@ def build_record(
         "finished_utc": _utc(res.finished),
         "duration_s": res.duration_s,
         "commit": git_commit(),
+        "build": build_info(),  # what rebuilds this code: an A/B confirmation's reference (issue 12)
         "paddle_version": header.get("paddle_version"),
         "command": res.commands[0] if res.commands else [],
         "commands": res.commands,

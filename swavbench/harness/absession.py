@@ -1,0 +1,397 @@
+"""A/B sessions: the reference and the candidate build run as two live jobs that take turns.
+
+`make_jobs` + `run_session` launch the case once per side (swavbench.harness.launch; each side's ranks
+import its own tree: swavbench.harness.builds), let both pass their warm-up (paused as each gets there),
+then resume one job at a time for a block of steps while the other is stopped (SIGSTOP on its ranks), in
+the balanced order A B B A A B B A ... (swavbench.harness.paired). The step that was running when a job
+was stopped finishes after its resume: the pause (timed here) is taken out of its cost (`active_cost`).
+After every round (4 blocks = 2 pairs) the session judges the pair ratios and compares every rank's losses
+so far exactly; it stops as soon as the verdict is decisive or the losses differ, or at `max_pairs`. Both
+jobs are then stopped through their launchers (no process is left) and their losses compared once more.
+
+Why live jobs and not one launch per block: a launch costs ~15-30 s of start-up on this 2-core machine
+against ~0.3 s a step, so alternating whole runs buys one pair a minute; blocks of a few steps inside two
+live jobs give a pair every ~2 s, close enough in time that the machine's slow spells (seconds to minutes)
+hit both sides of a pair alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator, Optional, Sequence, TextIO
+
+from swavbench.harness import launch, paired, procs
+from swavbench.harness.builds import Build
+from swavbench.harness.cases import Plan, with_overrides
+from swavbench.harness.determinism import Comparison, first_difference
+from swavbench.harness.logparse import StepsLog, parse_log_file
+
+TAG_ENV = "SWAVBENCH_AB_JOB"  # marks every process of one side's job (to pause and resume its ranks)
+SIDES = ("ref", "cand")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a session runs and judges."""
+
+    band_pct: float = 5.0  # +-: "no change" needs the interval inside it
+    block_steps: int = 3  # steps per block
+    warmup_steps: int = 3  # steps each job runs (concurrently) before the blocks start
+    min_pairs: int = paired.MIN_PAIRS
+    max_pairs: int = 24
+    confidence: float = paired.CONFIDENCE
+    stall_s: float = 120.0  # no new step of the running side for this long: the session fails
+
+    def max_steps(self) -> int:
+        """Steps a job may need: warm-up, then per pair one block (+ the dropped step), and slack."""
+        return self.warmup_steps + self.max_pairs * (self.block_steps + 1) + self.block_steps + 10
+
+
+@dataclass
+class Block:
+    side: int  # 0 = ref, 1 = cand
+    steps: tuple[int, int]  # first and last global step counted
+    ips: list[float]  # per-step ips of the counted steps
+    paused_s: float = 0.0  # pause taken out of the block's first step (it was running when the job stopped)
+
+    @property
+    def rate(self) -> float:
+        return paired.block_rate(self.ips)
+
+    def as_dict(self) -> dict:
+        return {"side": SIDES[self.side], "steps": list(self.steps), "paused_s": round(self.paused_s, 4),
+                "rate": round(self.rate, 4), "ips": [round(v, 3) for v in self.ips]}  # fmt: skip
+
+
+class StepsTail:
+    """Reads the complete new lines of a growing steps.<rank>.jsonl."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset, self.records = path, 0, []
+
+    def poll(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except OSError:
+            return []
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        new = [json.loads(line) for line in data[:end].decode("utf-8", "replace").splitlines() if line.strip()]
+        self.records += new
+        return new
+
+    @property
+    def last_step(self) -> int:
+        return int(self.records[-1]["step"]) if self.records else 0
+
+
+class Job:
+    """One side's live launch, run in a thread, with pause / resume of its ranks."""
+
+    def __init__(self, name: str, build: Build, spec: launch.LaunchSpec) -> None:
+        self.name, self.build, self.tag = name, build, uuid.uuid4().hex
+        self.spec = replace(spec, env={**spec.env, **build.env(), TAG_ENV: self.tag})
+        self.stop = threading.Event()
+        self.result: Optional[launch.LaunchResult] = None
+        self.error: Optional[BaseException] = None
+        self.tail = StepsTail(self.spec.node_dir(self.spec.node_ranks[0]) / "steps.0.jsonl")
+        self.paused = False
+        self.stopped_at = 0.0  # monotonic time of the last pause
+        self.paused_s = 0.0  # length of the last pause (set on resume)
+        self.thread = threading.Thread(target=self._run, name=f"ab-{name}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.result = launch.run(self.spec, None, self.stop)
+        except BaseException as err:  # noqa: BLE001 - reported by the session
+            self.error = err
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def ranks(self) -> list[procs.Proc]:
+        return [p for p in procs.find_env(TAG_ENV, self.tag) if p.global_rank is not None]
+
+    def pause(self, timeout_s: float = 10.0) -> None:
+        """SIGSTOP every rank and wait until each is stopped; then read the steps it completed."""
+        ranks = self.ranks()
+        self.stopped_at = time.monotonic()
+        procs.signal_all(ranks, signal.SIGSTOP)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(p.state not in ("T", "t") for p in self.ranks()):
+            time.sleep(0.01)
+        self.paused = True
+        self.tail.poll()
+
+    def resume(self) -> None:
+        procs.signal_all(self.ranks(), signal.SIGCONT)
+        self.paused_s = time.monotonic() - self.stopped_at
+        self.paused = False
+
+    def finish(self, timeout_s: float = 60.0) -> None:
+        """Stop the job through its launcher (every process ends), and wait for it."""
+        self.stop.set()
+        if self.paused:
+            self.resume()
+        self.thread.join(timeout_s)
+
+
+class SessionFailed(Exception):
+    """A side stopped, hung or logged a non-finite loss before the session ended."""
+
+    def __init__(self, side: str, message: str) -> None:
+        super().__init__(message)
+        self.side = side
+
+
+@dataclass
+class Session:
+    """What a session measured (swavbench.harness.abverdict judges and formats it)."""
+
+    blocks: list[Block] = field(default_factory=list)
+    decision: Optional[paired.Decision] = None
+    loss: Optional[Comparison] = None
+    memory: Optional[str] = None  # where the logged max mem first differs (None: identical where both logged)
+    failure: Optional[SessionFailed] = None
+    startup_s: float = 0.0  # launch until both jobs passed their warm-up
+    wall_s: float = 0.0
+    jobs: dict[str, Job] = field(default_factory=dict)
+    global_batch: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ratios(self) -> list[float]:
+        return paired.pair_ratios([b.rate for b in self.blocks])
+
+
+def session_plan(plan: Plan, settings: Settings, work: Path, side: str) -> Plan:
+    """The case's plan for one side of a session: long enough for every block, outputs kept apart."""
+    return with_overrides(plan, f"Global.max_train_step={settings.max_steps()}",
+                          f"Global.output_dir={work / side / 'output'}")  # fmt: skip
+
+
+def _global_batch(job: Job) -> int:
+    header_file = job.spec.node_dir(job.spec.node_ranks[0]) / "run_header.json"
+    header = json.loads(header_file.read_text()) if header_file.is_file() else {}
+    return int(header.get("batch_size_per_device", 0)) * int(header.get("world_size", 0))
+
+
+def _wait_steps(job: Job, target: int, stall_s: float, others: list[Job]) -> None:
+    """Until `job` has recorded step `target`; SessionFailed if it ends, a peer ends, or it stalls."""
+    last_change, last = time.monotonic(), job.tail.last_step
+    while job.tail.last_step < target:
+        time.sleep(0.02)
+        job.tail.poll()
+        for j in [job, *others]:
+            if not j.alive:
+                res = j.result
+                why = res.message if res else f"{type(j.error).__name__}: {j.error}"
+                raise SessionFailed(j.name, f"{j.name} ({j.build.describe()}) ended during the session: {why}")
+        if job.tail.last_step != last:
+            last_change, last = time.monotonic(), job.tail.last_step
+        elif time.monotonic() - last_change > stall_s:
+            raise SessionFailed(job.name, f"{job.name} ({job.build.describe()}) made no step in {stall_s:.0f} s "
+                                f"(last step {last})")  # fmt: skip
+    bad = [r for r in job.tail.records if not _finite(r.get("loss"))]
+    if bad:
+        raise SessionFailed(job.name, f"{job.name} ({job.build.describe()}) logged loss {bad[0].get('loss')} at "
+                            f"step {bad[0]['step']}: training diverged")  # fmt: skip
+
+
+def _warm_up(jobs: tuple[Job, Job], steps: int, timeout_s: float) -> None:
+    """Until each job has run `steps` steps (both start up at once); each is paused as soon as it has."""
+    deadline = time.monotonic() + timeout_s
+    while not all(j.paused for j in jobs):
+        for j in jobs:
+            if not j.alive:
+                why = j.result.message if j.result else f"{type(j.error).__name__}: {j.error}"
+                raise SessionFailed(j.name, f"{j.name} ({j.build.describe()}) ended during start-up: {why}")
+            j.tail.poll()
+            if not j.paused and j.tail.last_step >= steps:
+                j.pause()
+        if time.monotonic() > deadline:
+            late = [j.name for j in jobs if not j.paused]
+            raise SessionFailed(late[0], f"{', '.join(late)} did not reach step {steps} within {timeout_s:.0f} s")
+        time.sleep(0.02)
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and x == x and abs(x) != float("inf")
+
+
+def active_cost(cost: float, paused_s: float) -> float:
+    """A step's cost without the pause it straddled.
+
+    The step running when a job is stopped finishes after the resume: its batch_cost holds the pause. A step
+    cost longer than the pause contains it (a pause lasts a whole block of the other side, several steps), a
+    shorter one does not (the job was stopped between two steps' timers): then it is kept as it is.
+    """
+    return cost - paused_s if paused_s > 0 and cost > paused_s else cost
+
+
+def block_ips(records: list[dict], first: int, last: int, batch: int, paused_s: float = 0.0) -> list[float]:
+    """Per-step ips (global batch / batch_cost) of steps first..last; the first step's cost less `paused_s`."""
+    out = []
+    for r in records:
+        step, cost = int(r["step"]), float(r["batch_cost"])
+        if first <= step <= last:
+            cost = active_cost(cost, paused_s) if step == first else cost
+            if cost > 0:
+                out.append(batch / cost)
+    return out
+
+
+def rank_steps(job: Job) -> dict[int, StepsLog]:
+    """Every rank's step records so far (read from the job's live log folder)."""
+    out = {}
+    for node in job.spec.node_ranks:
+        for path in job.spec.node_dir(node).glob("steps.*.jsonl"):
+            rank = path.name.split(".")[1]
+            if rank.isdigit():
+                lines = path.read_text(errors="replace").splitlines()
+                rows = []
+                for line in lines:
+                    try:
+                        rows.append(json.loads(line))
+                    except ValueError:  # the line being written
+                        break
+                out[int(rank)] = StepsLog(str(path), rows, [])
+    return out
+
+
+def compare_losses(a: dict[int, StepsLog], b: dict[int, StepsLog], final: bool = False) -> Comparison:
+    """Exact per-rank loss comparison over the steps every rank of both sides has recorded.
+
+    During a session a rank that has not written yet is left out; `final` (both jobs stopped) counts a rank
+    that only one side has as a difference.
+    """
+    ranks = sorted(set(a) | set(b)) if final else sorted(set(a) & set(b))
+    lasts = [(logs[r].last_step or 0) if r in logs else 0 for logs in (a, b) for r in ranks]
+    upto = min(lasts, default=0)
+
+    def cut(logs: dict[int, StepsLog]) -> dict[int, StepsLog]:
+        return {r: StepsLog(logs[r].path, [x for x in logs[r].steps if int(x["step"]) <= upto], [])
+                for r in ranks if r in logs}  # fmt: skip
+
+    if final and set(a) != set(b):
+        return first_difference(a, b)
+    return first_difference(cut(a), cut(b))
+
+
+def compare_memory(a: Job, b: Job, upto: int) -> Optional[str]:
+    """The first logged line (rank 0) up to step `upto` whose `max mem` differs between the sides, or None."""
+    logs = [parse_log_file(j.spec.node_dir(j.spec.node_ranks[0]) / "workerlog.0") for j in (a, b)]
+    mems = [{r.global_step: r.max_mem for r in log.records if r.global_step <= upto} for log in logs]
+    for step in sorted(set(mems[0]) & set(mems[1])):
+        if mems[0][step] != mems[1][step]:
+            return f"max mem differs first at step {step}: {mems[0][step]} (ref) vs {mems[1][step]} (cand)"
+    return None
+
+
+def run_session(ref: Job, cand: Job, settings: Settings, stream: TextIO, label: str) -> Session:
+    """Run the two jobs in turns until the verdict is decisive (module docstring); always stop both."""
+    s, jobs = Session(jobs={"ref": ref, "cand": cand}), (ref, cand)
+    t0 = time.monotonic()
+    try:
+        for j in jobs:
+            j.thread.start()
+        _warm_up(jobs, settings.warmup_steps, max(settings.stall_s, ref.spec.startup_s or 180))
+        s.startup_s = time.monotonic() - t0
+        s.global_batch = {j.name: _global_batch(j) for j in jobs}
+        _rounds(s, jobs, settings, stream, label)
+    except SessionFailed as err:
+        s.failure = err
+    finally:
+        with _signals_masked():  # a second Ctrl-C must not leave a paused job behind
+            for j in jobs:
+                j.stop.set()
+            for j in jobs:
+                j.finish()
+        s.wall_s = time.monotonic() - t0
+    if s.failure is None and s.blocks:  # every step both sides finished, every rank, exactly
+        s.loss = compare_losses(rank_steps(ref), rank_steps(cand), final=True)
+        s.memory = compare_memory(ref, cand, min(ref.tail.last_step, cand.tail.last_step))
+    return s
+
+
+@contextlib.contextmanager
+def _signals_masked() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _rounds(s: Session, jobs: tuple[Job, Job], settings: Settings, out: TextIO, label: str) -> None:
+    """Blocks in the balanced order; a job is paused only when the next block is the other side's.
+
+    After a resume the first step to finish is the one that was running at the pause: it is dropped.
+    """
+    order = paired.block_order(2 * settings.max_pairs)
+    for i, side in enumerate(order):
+        job = jobs[side]
+        resumed = job.paused
+        if resumed:
+            job.resume()
+        start = job.tail.last_step
+        paused_s = job.paused_s if resumed else 0.0
+        _wait_steps(job, start + settings.block_steps, settings.stall_s, [jobs[1 - side]])
+        if i + 1 == len(order) or order[i + 1] != side:
+            job.pause()  # steps that finished before the stop took effect still belong to this block
+        first, last = start + 1, job.tail.last_step
+        ips = block_ips(job.tail.records, first, last, s.global_batch[job.name], paused_s)
+        s.blocks.append(Block(side, (first, last), ips, paused_s))
+        if i % 4 == 3 and _judge_round(s, jobs, settings, out, label):
+            return
+
+
+def _judge_round(s: Session, jobs: tuple[Job, Job], settings: Settings, out: TextIO, label: str) -> bool:
+    """Judge after a round: True when the session can stop (losses differ, or a decisive verdict)."""
+    s.loss = compare_losses(rank_steps(jobs[0]), rank_steps(jobs[1]))
+    ratios = s.ratios
+    s.decision = paired.decide(ratios, settings.band_pct, settings.confidence, settings.min_pairs)
+    shown = ", ".join(f"{(r - 1) * 100:+.1f}%" for r in ratios[-2:])
+    out.write(f"[{label}] A/B pairs {len(ratios)}/{settings.max_pairs}: {shown}; cand vs ref "
+              f"{s.decision.interval_text()} -> {s.decision.status}\n")  # fmt: skip
+    out.flush()
+    if s.loss.difference is not None:
+        return True
+    if s.decision.status != paired.UNDECIDED:
+        return True
+    if len(ratios) >= settings.max_pairs:
+        d = s.decision
+        s.decision = paired.Decision("inconclusive", d.n, d.estimate, d.low, d.high, d.confidence, d.band_pct)
+        return True
+    return False
+
+
+def make_jobs(plan: Plan, ref: Build, cand: Build, settings: Settings, work: Path,
+              worker: Optional[Sequence[str]] = None) -> tuple[Job, Job]:
+    """The two Jobs of a session in `work/<side>/`; `worker` replaces both sides' rank command."""
+    from swavbench.harness.runner import launch_spec
+
+    jobs = []
+    for name, build in (("ref", ref), ("cand", cand)):
+        p = session_plan(plan, settings, work, name)
+        spec = launch_spec(p, work / name / "launch", tuple(worker) if worker else build.worker())
+        stall = 2 * settings.stall_s + 60
+        spec = replace(spec, python=build.python, stall_s=stall, startup_s=stall + 120,
+                       timeout_s=max(spec.timeout_s, 60.0 * 60 * 4))  # fmt: skip
+        jobs.append(Job(name, build, spec))
+    os.makedirs(work, exist_ok=True)
+    return jobs[0], jobs[1]
