@@ -26,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, TextIO
+from typing import Callable, Iterator, Optional, Sequence, TextIO
 
 from swavbench.harness import launch, paired, procs
 from swavbench.harness.builds import Build
@@ -61,6 +61,7 @@ class Block:
     steps: tuple[int, int]  # first and last global step counted
     ips: list[float]  # per-step ips of the counted steps
     paused_s: float = 0.0  # pause taken out of the block's first step (it was running when the job stopped)
+    wall_s: float = 0.0  # from the block's start to its end (its pause, when the other side follows)
 
     @property
     def rate(self) -> float:
@@ -68,7 +69,8 @@ class Block:
 
     def as_dict(self) -> dict:
         return {"side": SIDES[self.side], "steps": list(self.steps), "paused_s": round(self.paused_s, 4),
-                "rate": round(self.rate, 4), "ips": [round(v, 3) for v in self.ips]}  # fmt: skip
+                "wall_s": round(self.wall_s, 4), "rate": round(self.rate, 4),
+                "ips": [round(v, 3) for v in self.ips]}  # fmt: skip
 
 
 class StepsTail:
@@ -298,8 +300,13 @@ def compare_memory(a: Job, b: Job, upto: int) -> Optional[str]:
     return None
 
 
-def run_session(ref: Job, cand: Job, settings: Settings, stream: TextIO, label: str) -> Session:
-    """Run the two jobs in turns until the verdict is decisive (module docstring); always stop both."""
+def run_session(ref: Job, cand: Job, settings: Settings, stream: TextIO, label: str,
+                until: Optional[Callable[[Session], bool]] = None) -> Session:  # fmt: skip
+    """Run the two jobs in turns until the verdict is decisive (module docstring); always stop both.
+
+    `until(session)` (after each round) replaces the verdict as the stop rule: benchmarks/verdict_quality.py
+    cuts one long session into windows; differing losses or `max_pairs` still stop it.
+    """
     s, jobs = Session(jobs={"ref": ref, "cand": cand}), (ref, cand)
     t0 = time.monotonic()
     try:
@@ -308,7 +315,7 @@ def run_session(ref: Job, cand: Job, settings: Settings, stream: TextIO, label: 
         _warm_up(jobs, settings.warmup_steps, max(settings.stall_s, ref.spec.startup_s or 180))
         s.startup_s = time.monotonic() - t0
         s.global_batch = {j.name: _global_batch(j) for j in jobs}
-        _rounds(s, jobs, settings, stream, label)
+        _rounds(s, jobs, settings, stream, label, until)
     except SessionFailed as err:
         s.failure = err
     finally:
@@ -337,10 +344,12 @@ def _signals_masked() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _rounds(s: Session, jobs: tuple[Job, Job], settings: Settings, out: TextIO, label: str) -> None:
+def _rounds(s: Session, jobs: tuple[Job, Job], settings: Settings, out: TextIO, label: str,
+            until: Optional[Callable[[Session], bool]]) -> None:  # fmt: skip
     """Blocks in the balanced order; a job is paused only when the next block is the other side's.
 
-    After a resume the first step to finish is the one that was running at the pause: it is dropped.
+    After a resume the first step to finish is the one that was running at the pause: its cost loses the
+    pause (`block_ips`).
     """
     order = paired.block_order(2 * settings.max_pairs)
     for i, side in enumerate(order):
@@ -348,19 +357,20 @@ def _rounds(s: Session, jobs: tuple[Job, Job], settings: Settings, out: TextIO, 
         resumed = job.paused
         if resumed:
             job.resume()
-        start = job.tail.last_step
+        start, t_block = job.tail.last_step, time.monotonic()
         paused_s = job.paused_s if resumed else 0.0
         _wait_steps(job, start + settings.block_steps, settings.stall_s, [jobs[1 - side]])
         if i + 1 == len(order) or order[i + 1] != side:
             job.pause()  # steps that finished before the stop took effect still belong to this block
         first, last = start + 1, job.tail.last_step
         ips = block_ips(job.tail.records, first, last, s.global_batch[job.name], paused_s)
-        s.blocks.append(Block(side, (first, last), ips, paused_s))
-        if i % 4 == 3 and _judge_round(s, jobs, settings, out, label):
+        s.blocks.append(Block(side, (first, last), ips, paused_s, time.monotonic() - t_block))
+        if i % 4 == 3 and _judge_round(s, jobs, settings, out, label, until):
             return
 
 
-def _judge_round(s: Session, jobs: tuple[Job, Job], settings: Settings, out: TextIO, label: str) -> bool:
+def _judge_round(s: Session, jobs: tuple[Job, Job], settings: Settings, out: TextIO, label: str,
+                 until: Optional[Callable[[Session], bool]] = None) -> bool:  # fmt: skip
     """Judge after a round: True when the session can stop (losses differ, or a decisive verdict)."""
     s.loss = compare_losses(rank_steps(jobs[0]), rank_steps(jobs[1]))
     ratios = s.ratios
@@ -371,6 +381,8 @@ def _judge_round(s: Session, jobs: tuple[Job, Job], settings: Settings, out: Tex
     out.flush()
     if s.loss.difference is not None:
         return True
+    if until is not None:
+        return until(s) or len(ratios) >= settings.max_pairs
     if s.decision.status != paired.UNDECIDED:
         return True
     if len(ratios) >= settings.max_pairs:

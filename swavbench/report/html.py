@@ -16,6 +16,7 @@ from typing import Optional, Union
 import pandas as pd
 
 from swavbench.harness.drift import DEFAULT_DRIFT_PCT, find_drift
+from swavbench.report.ab import ab_section  # issue 12: the A/B part of a run (its own module)
 from swavbench.report.assets import CSS, JS
 from swavbench.report.charts import (
     STATUS_LABELS,
@@ -85,6 +86,7 @@ class _Builder:
         command = esc(" ".join(map(str, rec.get("command") or []))) or "—"
         body = (
             f'<p class="msg">{esc(r["message"])}</p>{advice}{failure_box(r, rec, ranks)}{attempts_table(rec)}'
+            f"{ab_section(rec)}"
             f'<div class="row"><div>{checks_table(checks)}{ranks_table(ranks, r)}</div>{env_table(r, rec)}</div>'
             f"<h3>Steps {self._baseline_note(r['baseline_run_id'] or '')}</h3>"
             f"{_figures(run_charts(steps, base_steps, label), 'steps')}"
