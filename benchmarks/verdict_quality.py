@@ -39,7 +39,7 @@ from pathlib import Path
 
 from swavbench.harness import cases, paired
 from swavbench.harness.ab import run_ab
-from swavbench.harness.absession import Session, Settings, make_jobs, run_session
+from swavbench.harness.absession import Session, Settings, make_jobs, run_session, sigterm_as_exit
 from swavbench.harness.builds import checkout
 from swavbench.paths import REPO_ROOT
 
@@ -251,4 +251,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with sigterm_as_exit():  # SIGTERM: every session stops its jobs, the scratch trees are removed
+        sys.exit(main())

@@ -140,6 +140,19 @@ def test_sigterm_mid_session_stops_both_jobs_and_removes_the_worktree(data_root,
     assert worktrees() == before
 
 
+def test_a_side_imports_its_own_tree_even_when_run_inside_another_checkout(tmp_path, monkeypatch):
+    """`python -m` would put the current directory (here: this checkout) first on sys.path and train this
+    checkout's code on both sides; the rank command must import the side's tree."""
+    monkeypatch.delenv("SWAVBENCH_WORKER", raising=False)
+    t = tree(tmp_path / "t")
+    (t / "swavbench" / "cli.py").write_text("import sys\nimport swavbench\n"
+                                            "print('from', swavbench.__file__, sys.argv[1:])\n")
+    side = builds.Build("tree", str(t), t, sys.executable)
+    out = subprocess.run([*side.worker(), "-c", "CFG"], cwd=REPO_ROOT, env={**os.environ, **side.env()},
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert f"from {t / 'swavbench' / '__init__.py'} ['train', '-c', 'CFG']" in out.stdout, out.stderr
+
+
 def test_unknown_ref_is_a_usage_error(ab_env):
     out = subprocess.run([*SWAVBENCH, "ab", CASE, "--ref", "no-such-rev-xyz"], capture_output=True, text=True,
                          cwd=REPO_ROOT)  # fmt: skip

@@ -68,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from swavbench.harness.ab import ab_record, run_ab
+    from swavbench.harness.absession import sigterm_as_exit
     from swavbench.harness.builds import checkout
     from swavbench.harness.runs import new_run_id, write_json_atomic
 
@@ -77,11 +78,12 @@ def run(args: argparse.Namespace) -> int:
         raise SwavbenchError(f"cannot run here: {plan.skip_reason}")
     started, run_id = time.time(), new_run_id(plan.case.id)
     run_dir = Path(args.reports_dir) / "runs" / run_id
-    with contextlib.ExitStack() as stack:
+    with sigterm_as_exit(), contextlib.ExitStack() as stack:  # SIGTERM: stop both jobs, remove the worktree
         cand = stack.enter_context(checkout(args.cand))
         ref = stack.enter_context(checkout(args.ref, default_tree=cand.tree))
         verdict = run_ab(plan, ref, cand, settings, run_dir / "ab", sys.stdout)
-    write_json_atomic(run_dir / "result.json", ab_record(plan, run_id, verdict, started, ["swavbench", *sys.argv[1:]]))
+    argv = ["swavbench", "ab", plan.case.id, "--ref", args.ref] + (["--cand", args.cand] if args.cand else [])
+    write_json_atomic(run_dir / "result.json", ab_record(plan, run_id, verdict, started, argv))
     print(verdict.text())
     print(f"run record: {run_dir}")
     return verdict.exit_code

@@ -9,39 +9,18 @@ when a loss or the memory differs). `ab_record` is the run record of a standalon
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, TextIO
+from typing import Optional, Sequence, TextIO
 
-from swavbench.harness.absession import Settings, make_jobs, run_session
+from swavbench.harness.absession import Settings, make_jobs, run_session, sigterm_as_exit
 from swavbench.harness.abverdict import AbVerdict, judge
 from swavbench.harness.builds import Build
 from swavbench.harness.cases import Plan
 from swavbench.harness.runs import collect_logs, git_commit
-
-
-@contextlib.contextmanager
-def sigterm_as_exit() -> Iterator[None]:
-    """In the main thread, SIGTERM raises SystemExit(143), so every `finally` (stop the jobs, remove the
-    worktrees) runs; elsewhere nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise SystemExit(143)
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def run_ab(

@@ -307,6 +307,12 @@ def run_session(ref: Job, cand: Job, settings: Settings, stream: TextIO, label: 
     `until(session)` (after each round) replaces the verdict as the stop rule: benchmarks/verdict_quality.py
     cuts one long session into windows; differing losses or `max_pairs` still stop it.
     """
+    with sigterm_as_exit():
+        return _run_session(ref, cand, settings, stream, label, until)
+
+
+def _run_session(ref: Job, cand: Job, settings: Settings, stream: TextIO, label: str,
+                 until: Optional[Callable[[Session], bool]]) -> Session:  # fmt: skip
     s, jobs = Session(jobs={"ref": ref, "cand": cand}), (ref, cand)
     t0 = time.monotonic()
     try:
@@ -329,6 +335,24 @@ def run_session(ref: Job, cand: Job, settings: Settings, stream: TextIO, label: 
         s.loss = compare_losses(rank_steps(ref), rank_steps(cand), final=True)
         s.memory = compare_memory(ref, cand, min(ref.tail.last_step, cand.tail.last_step))
     return s
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """In the main thread, SIGTERM raises SystemExit(143), so every `finally` (stop the jobs, remove the
+    worktrees) runs; elsewhere nothing changes. Re-entrant: an outer handler stays in force inside."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(143)
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 @contextlib.contextmanager

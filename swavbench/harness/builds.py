@@ -7,8 +7,9 @@ A REF (`swavbench ab CASE --ref REF --cand REF`) is one of:
   the candidate's code (the working tree unless --cand names a tree or revision);
 - otherwise a git revision of this project (`HEAD~1`, a commit, a tag): checked out into a temporary
   `git worktree` (removed afterwards, also on Ctrl-C or failure), imported from there, this interpreter.
-The ranks of a side run `<python> -m swavbench.cli train ...` with the side's tree first on PYTHONPATH, so
-the tree's code and its configs (swavbench/resources) are what trains, whatever is installed.
+The ranks of a side run `swavbench.cli train ...` imported from the side's tree (first on sys.path, and on
+PYTHONPATH for their children), so the tree's code and its configs (swavbench/resources) are what trains,
+whatever is installed and whatever the current directory holds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from typing import Iterator, Mapping, Optional
 
 from swavbench.errors import EnvironmentProblem, SwavbenchError
 from swavbench.paths import REPO_ROOT
+
+# Runs `swavbench.cli` from the tree given as the first argument (put before everything on sys.path).
+BOOT = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+        "runpy.run_module('swavbench.cli', run_name='__main__', alter_sys=True)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,13 @@ class Build:
         return f"tree {self.tree}" + ("" if self.given else " (working tree)") + run_by
 
     def worker(self) -> tuple[str, ...]:
-        """The rank command (the case's train arguments follow): `<python> -m swavbench.cli train`, or
-        $SWAVBENCH_WORKER (shell-split: a stand-in worker, as for `swavbench run`) on both sides."""
+        """The rank command (the case's train arguments follow): `swavbench.cli train` imported from the tree,
+        or $SWAVBENCH_WORKER (shell-split: a stand-in worker, as for `swavbench run`) on both sides.
+
+        Not `python -m swavbench.cli`: -m puts the current directory first on sys.path, and run from a
+        checkout that would import the checkout's swavbench instead of the side's tree."""
         custom = os.environ.get("SWAVBENCH_WORKER")
-        return tuple(shlex.split(custom)) if custom else (self.python, "-m", "swavbench.cli", "train")
+        return tuple(shlex.split(custom)) if custom else (self.python, "-c", BOOT, str(self.tree), "train")
 
     def env(self, base: Optional[Mapping[str, str]] = None) -> dict[str, str]:
         """Environment additions for this side's launch: its tree first on PYTHONPATH."""

@@ -111,7 +111,7 @@ class Decision:
             return "no pairs"
         est = f"{(self.estimate - 1) * 100:+.2f}%"
         if self.low is None or self.high is None:
-            return f"{est} (no interval yet: {self.n} pair(s), {MIN_PAIRS} needed)"
+            return f"{est} (no interval yet: {self.n} pair(s))"
         return (f"{est} [{(self.low - 1) * 100:+.2f}%, {(self.high - 1) * 100:+.2f}%] "
                 f"({self.confidence * 100:.1f}% interval, {self.n} pairs)")  # fmt: skip
 

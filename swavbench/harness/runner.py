@@ -410,7 +410,7 @@ def confirm_by_ab(
     import contextlib
 
     from swavbench.harness.ab import run_ab
-    from swavbench.harness.absession import Settings
+    from swavbench.harness.absession import Settings, sigterm_as_exit
     from swavbench.harness.builds import checkout, reference_for
 
     ref = reference_for(first.baseline.provenance)
@@ -423,7 +423,7 @@ def confirm_by_ab(
     band = float(first.baseline.tolerances.get("ips_pct", plan.tolerances.ips_pct))
     settings = replace(ab_settings if isinstance(ab_settings, Settings) else Settings(), band_pct=band)
     try:
-        with contextlib.ExitStack() as stack:
+        with sigterm_as_exit(), contextlib.ExitStack() as stack:
             cand = stack.enter_context(checkout(""))
             refb = stack.enter_context(checkout(ref.ref, python=ref.python))
             abv = run_ab(plan, refb, cand, settings, run_dir / "ab", out, worker)
