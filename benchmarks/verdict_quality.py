@@ -7,10 +7,13 @@ judged as it judges (swavbench.harness.paired: exact Wilcoxon interval of cand/r
   slow10  the candidate 10% slower, as code         -> regression: target >= N-1 of N
   slow5   the candidate 5% slower, as code          -> measured and reported
   lr      the candidate's PASSL config lr x 1.0001  -> changed (the loss differs): target N/N
-The slowdown goes into the candidate only: a copy of this working tree whose training loop waits a fixed
-time after every step (swavbench/train/loop.py patched in the copy; the wait skips time the job spends
-paused, so a pause does not eat it), calibrated from the clean scenario's step time so that the candidate
-is 10% / 5% slower (step time T -> T / 0.9 or T / 0.95). No competing process: that would slow both sides.
+The slowdown goes into the candidate only: a copy of this working tree whose training loop spends a fixed
+extra CPU time in every rank after every step (swavbench/train/loop.py patched in the copy; CPU time, so a
+paused job does not spend it, and on a busy machine it slows down like the rest of the step), calibrated
+from the clean scenario's step time so that the candidate is 10% / 5% slower (step time T -> T / 0.9 or
+T / 0.95; 8 ranks on 2 cores: a rank's extra CPU is a quarter of the wall time added). No competing
+process: that would slow both sides. (A sleep instead of CPU work was tried: on this shared machine its
+ranks got the CPU back afterwards, and a 50 ms sleep a step measured -7.9% instead of -11.5%.)
 
 Trials: a timing scenario's N trials are windows cut from --sessions long interleaved sessions (each a
 fresh launch of both sides): a window is what one `swavbench ab` would have judged, the pairs from the end
@@ -39,22 +42,20 @@ from pathlib import Path
 
 from swavbench.harness import cases, paired
 from swavbench.harness.ab import run_ab
-from swavbench.harness.absession import Session, Settings, make_jobs, run_session, sigterm_as_exit
+from swavbench.harness.abjobs import sigterm_as_exit
+from swavbench.harness.absession import Session, Settings, make_jobs, run_session
 from swavbench.harness.builds import checkout
 from swavbench.paths import REPO_ROOT
 
 LOOP = Path("swavbench") / "train" / "loop.py"
 ANCHOR = "            loss_value = float(loss)\n"
-DELAY = '''
-def _verdict_quality_delay(seconds: float = {seconds!r}) -> None:
-    """benchmarks/verdict_quality.py: a fixed extra cost per step (wall time; paused time is not counted)."""
-    left, last = seconds, time.monotonic()
-    while left > 0:
-        time.sleep(min(left, 0.002))
-        now = time.monotonic()
-        if now - last < 0.05:  # a longer gap is a pause of this job (SIGSTOP between blocks), not a wait here
-            left -= now - last
-        last = now
+COST = '''
+def _verdict_quality_cost(cpu_s: float = {cpu_s!r}) -> None:
+    """benchmarks/verdict_quality.py: a fixed extra cost per step, cpu_s of this rank's CPU time (a stopped
+    job accrues none, so a pause between blocks does not eat it)."""
+    end = time.process_time() + cpu_s
+    while time.process_time() < end:
+        pass
 '''
 FLAGGED = {"clean": ("regression", "improvement", "changed"), "slow10": ("regression",),
            "slow5": ("regression",), "lr": ("changed",)}  # fmt: skip
@@ -66,15 +67,21 @@ def snapshot(dest: Path) -> Path:
     return dest
 
 
-def inject_delay(tree: Path, seconds: float) -> None:
-    """Make the tree's training loop wait `seconds` after every step."""
+def inject_cost(tree: Path, cpu_s: float) -> None:
+    """Make every rank of the tree's training loop spend `cpu_s` more CPU time a step."""
     path = tree / LOOP
     text = path.read_text()
-    if ANCHOR not in text:
-        raise SystemExit(f"{path}: the line {ANCHOR.strip()!r} to put the delay after is gone; update this benchmark")
-    text = text.replace(ANCHOR, ANCHOR + "            _verdict_quality_delay()\n", 1)
-    text = text.replace("\n\ndef train(", DELAY.format(seconds=seconds) + "\n\ndef train(", 1)
+    if ANCHOR not in text or "\n\ndef train(" not in text:
+        raise SystemExit(f"{path}: the line {ANCHOR.strip()!r} to put the cost after is gone; update this benchmark")
+    text = text.replace(ANCHOR, ANCHOR + "            _verdict_quality_cost()\n", 1)
+    text = text.replace("\n\ndef train(", COST.format(cpu_s=cpu_s) + "\n\ndef train(", 1)
     path.write_text(text)
+
+
+def cost_for(step_s: float, slower: float, world: int, cores: int) -> float:
+    """CPU seconds a rank must add a step to make a CPU-bound step of `step_s` (wall) `slower` (0.10) slower:
+    the step's wall time grows by step_s x slower / (1 - slower), shared by `world` ranks on `cores` cores."""
+    return step_s * slower / (1 - slower) * min(cores, world) / world
 
 
 def bump_lr(tree: Path, config: str, factor: float) -> str:
@@ -217,10 +224,11 @@ def main() -> int:
             cand = snapshot(work / f"cand-{name}")
             if name in ("slow10", "slow5"):
                 slow = 0.10 if name == "slow10" else 0.05
-                delay = step_s * slow / (1 - slow)
-                inject_delay(cand, delay)
-                notes.append(f"{name}: {delay * 1000:.1f} ms wait a step (clean step {step_s * 1000:.1f} ms -> "
-                             f"cand/ref {-slow * 100:+.0f}%)")  # fmt: skip
+                cpu_s = cost_for(step_s, slow, plan.world_size, os.cpu_count() or 1)
+                inject_cost(cand, cpu_s)
+                notes.append(f"{name}: {cpu_s * 1000:.1f} ms more CPU a rank a step (clean step {step_s * 1000:.1f} "
+                             f"ms, {plan.world_size} ranks on {os.cpu_count()} cores -> cand/ref "
+                             f"{-slow * 100:+.0f}%)")  # fmt: skip
             if name == "lr":
                 notes.append(f"lr: {plan.config} learning_rate {bump_lr(cand, plan.config, 1.0001)}")
                 results.append(lr_scenario(plan, ref, cand, args, work))

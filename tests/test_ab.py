@@ -4,6 +4,7 @@ REF resolution (trees, revisions, interpreters), and that no process or worktree
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from swavbench.harness.abverdict import judge
 from swavbench.harness.baselines import Baseline, write_baseline
 from swavbench.harness.determinism import Comparison, Difference
 from swavbench.paths import REPO_ROOT
+from swavbench.train.config import load_config
 
 FAKE = Path(__file__).resolve().parent / "fake_worker.py"
 CASE = "swav_pt_1n8c_fp16o1"
@@ -235,7 +237,9 @@ def fast_baseline(bdir: Path, build: dict, ips: float = 1e6) -> Path:
     from swavbench.harness.runner import profile_of
 
     path = bdir / profile_of(cases.plan(cases.resolve_case(CASE), "cpu")) / f"{CASE}.json"
-    write_baseline(path, Baseline(CASE, path.parent.name, {"loss": "6.30162", "ips": ips, "ips_steady": ips,
+    lr = load_config(cases.resolve_case(CASE).config, profile="cpu")["Optimizer"]["LRScheduler"]["learning_rate"]
+    loss = f"{8.0 * math.exp(-lr * 21 / 50.0) + 0.1 * math.sin(21):.5f}"  # the fake worker's loss at step 21
+    write_baseline(path, Baseline(CASE, path.parent.name, {"loss": loss, "ips": ips, "ips_steady": ips,
                                                              "max_mem": "0.05", "marker": "20/48"},
                                   {"ips_pct": 20.0, "loss": "exact", "max_mem": "exact"},
                                   {"build": build, "commit": build.get("commit")}, cases.resolve_case(CASE).passl_name))
@@ -303,3 +307,31 @@ def test_fingerprint_follows_the_source(tmp_path):
     one = builds.source_fingerprint(t)
     (t / "swavbench" / "x.py").write_text("a = 2\n")
     assert builds.source_fingerprint(t) != one
+
+
+@pytest.mark.parametrize("status,side,expect", [
+    ("regression", None, ("regression", 1, "confirmed by a paired A/B")),
+    ("improvement", None, ("regression", 1, "confirmed by a paired A/B")),
+    ("no_change", None, ("pass", 0, "not confirmed: a paired A/B")),
+    ("inconclusive", None, ("pass", 0, "not confirmed: a paired A/B")),
+    ("failed", "cand", ("failed", 2, "the candidate failed during the A/B")),
+    ("failed", "ref", None),  # the reference could not run: confirm by a rerun instead
+    ("changed", None, None),  # the reference is not the baseline's build: confirm by a rerun instead
+])  # fmt: skip
+def test_ab_decision_maps_each_ab_outcome_to_the_case_verdict(status, side, expect):
+    from swavbench.harness.compare import Check, Verdict
+
+    first = Verdict("regression", [Check("ips_steady", "100", "70", "-30.00%", "±20%", "fail"),
+                                   Check("loss", "5.1", "5.1", "0", "exact", "pass")],
+                    "steady-state ips 30.0% slower than baseline", "look for a slowdown", 1, CASE)  # fmt: skip
+    b = builds.Build("tree", ".", REPO_ROOT, sys.executable)
+    v = judge(CASE, session([0.99, 1.0, 1.01, 1.0, 1.0, 0.99]), b, b, Settings())
+    v.status, v.failed_side, v.message = status, side, f"{side} (tree) ended during the session"
+    got = runner.ab_decision(first, v)
+    if expect is None:
+        assert got is None
+        return
+    assert (got.status, got.exit_code) == expect[:2] and got.message.startswith(expect[2]), got.message
+    if got.status == "pass":
+        ips = next(c for c in got.checks if c.metric == "ips_steady")
+        assert ips.verdict == "pass" and f"(A/B: {status.replace('_', ' ')})" in ips.tolerance

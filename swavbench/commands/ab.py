@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from swavbench.harness.ab import ab_record, run_ab
-    from swavbench.harness.absession import sigterm_as_exit
+    from swavbench.harness.abjobs import sigterm_as_exit
     from swavbench.harness.builds import checkout
     from swavbench.harness.runs import new_run_id, write_json_atomic
 

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
-from swavbench.harness.absession import Settings, make_jobs, run_session, sigterm_as_exit
+from swavbench.harness.abjobs import sigterm_as_exit
+from swavbench.harness.absession import Settings, make_jobs, run_session
 from swavbench.harness.abverdict import AbVerdict, judge
 from swavbench.harness.builds import Build
 from swavbench.harness.cases import Plan

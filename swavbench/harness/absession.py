@@ -17,24 +17,29 @@ hit both sides of a pair alike.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import threading
 import time
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence, TextIO
+from typing import Callable, Optional, Sequence, TextIO
 
-from swavbench.harness import launch, paired, procs
+from swavbench.harness import paired
+from swavbench.harness.abjobs import (
+    Job,
+    SessionFailed,
+    compare_memory,
+    rank_steps,
+    signals_masked,
+    sigterm_as_exit,
+    wait_steps,
+    warm_up,
+)
 from swavbench.harness.builds import Build
 from swavbench.harness.cases import Plan, with_overrides
 from swavbench.harness.determinism import Comparison, first_difference
-from swavbench.harness.logparse import StepsLog, parse_log_file
+from swavbench.harness.logparse import StepsLog
 
-TAG_ENV = "SWAVBENCH_AB_JOB"  # marks every process of one side's job (to pause and resume its ranks)
 SIDES = ("ref", "cand")
 
 
@@ -51,7 +56,8 @@ class Settings:
     stall_s: float = 120.0  # no new step of the running side for this long: the session fails
 
     def max_steps(self) -> int:
-        """Steps a job may need: warm-up, then per pair one block (+ the dropped step), and slack."""
+        """Steps a job may need: warm-up, then per pair one block (+1: a step that finished before its pause
+        took effect), and slack."""
         return self.warmup_steps + self.max_pairs * (self.block_steps + 1) + self.block_steps + 10
 
 
@@ -71,90 +77,6 @@ class Block:
         return {"side": SIDES[self.side], "steps": list(self.steps), "paused_s": round(self.paused_s, 4),
                 "wall_s": round(self.wall_s, 4), "rate": round(self.rate, 4),
                 "ips": [round(v, 3) for v in self.ips]}  # fmt: skip
-
-
-class StepsTail:
-    """Reads the complete new lines of a growing steps.<rank>.jsonl."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.offset, self.records = path, 0, []
-
-    def poll(self) -> list[dict]:
-        try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except OSError:
-            return []
-        end = data.rfind(b"\n") + 1
-        self.offset += end
-        new = [json.loads(line) for line in data[:end].decode("utf-8", "replace").splitlines() if line.strip()]
-        self.records += new
-        return new
-
-    @property
-    def last_step(self) -> int:
-        return int(self.records[-1]["step"]) if self.records else 0
-
-
-class Job:
-    """One side's live launch, run in a thread, with pause / resume of its ranks."""
-
-    def __init__(self, name: str, build: Build, spec: launch.LaunchSpec) -> None:
-        self.name, self.build, self.tag = name, build, uuid.uuid4().hex
-        self.spec = replace(spec, env={**spec.env, **build.env(), TAG_ENV: self.tag})
-        self.stop = threading.Event()
-        self.result: Optional[launch.LaunchResult] = None
-        self.error: Optional[BaseException] = None
-        self.tail = StepsTail(self.spec.node_dir(self.spec.node_ranks[0]) / "steps.0.jsonl")
-        self.paused = False
-        self.stopped_at = 0.0  # monotonic time of the last pause
-        self.paused_s = 0.0  # length of the last pause (set on resume)
-        self.thread = threading.Thread(target=self._run, name=f"ab-{name}", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.result = launch.run(self.spec, None, self.stop)
-        except BaseException as err:  # noqa: BLE001 - reported by the session
-            self.error = err
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
-
-    def ranks(self) -> list[procs.Proc]:
-        return [p for p in procs.find_env(TAG_ENV, self.tag) if p.global_rank is not None]
-
-    def pause(self, timeout_s: float = 10.0) -> None:
-        """SIGSTOP every rank and wait until each is stopped; then read the steps it completed."""
-        ranks = self.ranks()
-        self.stopped_at = time.monotonic()
-        procs.signal_all(ranks, signal.SIGSTOP)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and any(p.state not in ("T", "t") for p in self.ranks()):
-            time.sleep(0.01)
-        self.paused = True
-        self.tail.poll()
-
-    def resume(self) -> None:
-        procs.signal_all(self.ranks(), signal.SIGCONT)
-        self.paused_s = time.monotonic() - self.stopped_at
-        self.paused = False
-
-    def finish(self, timeout_s: float = 60.0) -> None:
-        """Stop the job through its launcher (every process ends), and wait for it."""
-        self.stop.set()
-        if self.paused:
-            self.resume()
-        self.thread.join(timeout_s)
-
-
-class SessionFailed(Exception):
-    """A side stopped, hung or logged a non-finite loss before the session ended."""
-
-    def __init__(self, side: str, message: str) -> None:
-        super().__init__(message)
-        self.side = side
 
 
 @dataclass
@@ -188,49 +110,6 @@ def _global_batch(job: Job) -> int:
     return int(header.get("batch_size_per_device", 0)) * int(header.get("world_size", 0))
 
 
-def _wait_steps(job: Job, target: int, stall_s: float, others: list[Job]) -> None:
-    """Until `job` has recorded step `target`; SessionFailed if it ends, a peer ends, or it stalls."""
-    last_change, last = time.monotonic(), job.tail.last_step
-    while job.tail.last_step < target:
-        time.sleep(0.02)
-        job.tail.poll()
-        for j in [job, *others]:
-            if not j.alive:
-                res = j.result
-                why = res.message if res else f"{type(j.error).__name__}: {j.error}"
-                raise SessionFailed(j.name, f"{j.name} ({j.build.describe()}) ended during the session: {why}")
-        if job.tail.last_step != last:
-            last_change, last = time.monotonic(), job.tail.last_step
-        elif time.monotonic() - last_change > stall_s:
-            raise SessionFailed(job.name, f"{job.name} ({job.build.describe()}) made no step in {stall_s:.0f} s "
-                                f"(last step {last})")  # fmt: skip
-    bad = [r for r in job.tail.records if not _finite(r.get("loss"))]
-    if bad:
-        raise SessionFailed(job.name, f"{job.name} ({job.build.describe()}) logged loss {bad[0].get('loss')} at "
-                            f"step {bad[0]['step']}: training diverged")  # fmt: skip
-
-
-def _warm_up(jobs: tuple[Job, Job], steps: int, timeout_s: float) -> None:
-    """Until each job has run `steps` steps (both start up at once); each is paused as soon as it has."""
-    deadline = time.monotonic() + timeout_s
-    while not all(j.paused for j in jobs):
-        for j in jobs:
-            if not j.alive:
-                why = j.result.message if j.result else f"{type(j.error).__name__}: {j.error}"
-                raise SessionFailed(j.name, f"{j.name} ({j.build.describe()}) ended during start-up: {why}")
-            j.tail.poll()
-            if not j.paused and j.tail.last_step >= steps:
-                j.pause()
-        if time.monotonic() > deadline:
-            late = [j.name for j in jobs if not j.paused]
-            raise SessionFailed(late[0], f"{', '.join(late)} did not reach step {steps} within {timeout_s:.0f} s")
-        time.sleep(0.02)
-
-
-def _finite(x: object) -> bool:
-    return isinstance(x, (int, float)) and x == x and abs(x) != float("inf")
-
-
 def active_cost(cost: float, paused_s: float) -> float:
     """A step's cost without the pause it straddled.
 
@@ -253,24 +132,6 @@ def block_ips(records: list[dict], first: int, last: int, batch: int, paused_s: 
     return out
 
 
-def rank_steps(job: Job) -> dict[int, StepsLog]:
-    """Every rank's step records so far (read from the job's live log folder)."""
-    out = {}
-    for node in job.spec.node_ranks:
-        for path in job.spec.node_dir(node).glob("steps.*.jsonl"):
-            rank = path.name.split(".")[1]
-            if rank.isdigit():
-                lines = path.read_text(errors="replace").splitlines()
-                rows = []
-                for line in lines:
-                    try:
-                        rows.append(json.loads(line))
-                    except ValueError:  # the line being written
-                        break
-                out[int(rank)] = StepsLog(str(path), rows, [])
-    return out
-
-
 def compare_losses(a: dict[int, StepsLog], b: dict[int, StepsLog], final: bool = False) -> Comparison:
     """Exact per-rank loss comparison over the steps every rank of both sides has recorded.
 
@@ -288,16 +149,6 @@ def compare_losses(a: dict[int, StepsLog], b: dict[int, StepsLog], final: bool =
     if final and set(a) != set(b):
         return first_difference(a, b)
     return first_difference(cut(a), cut(b))
-
-
-def compare_memory(a: Job, b: Job, upto: int) -> Optional[str]:
-    """The first logged line (rank 0) up to step `upto` whose `max mem` differs between the sides, or None."""
-    logs = [parse_log_file(j.spec.node_dir(j.spec.node_ranks[0]) / "workerlog.0") for j in (a, b)]
-    mems = [{r.global_step: r.max_mem for r in log.records if r.global_step <= upto} for log in logs]
-    for step in sorted(set(mems[0]) & set(mems[1])):
-        if mems[0][step] != mems[1][step]:
-            return f"max mem differs first at step {step}: {mems[0][step]} (ref) vs {mems[1][step]} (cand)"
-    return None
 
 
 def run_session(ref: Job, cand: Job, settings: Settings, stream: TextIO, label: str,
@@ -318,14 +169,14 @@ def _run_session(ref: Job, cand: Job, settings: Settings, stream: TextIO, label:
     try:
         for j in jobs:
             j.thread.start()
-        _warm_up(jobs, settings.warmup_steps, max(settings.stall_s, ref.spec.startup_s or 180))
+        warm_up(jobs, settings.warmup_steps, max(settings.stall_s, ref.spec.startup_s or 180))
         s.startup_s = time.monotonic() - t0
         s.global_batch = {j.name: _global_batch(j) for j in jobs}
         _rounds(s, jobs, settings, stream, label, until)
     except SessionFailed as err:
         s.failure = err
     finally:
-        with _signals_masked():  # a second Ctrl-C must not leave a paused job behind
+        with signals_masked():  # a second Ctrl-C must not leave a paused job behind
             for j in jobs:
                 j.stop.set()
             for j in jobs:
@@ -335,37 +186,6 @@ def _run_session(ref: Job, cand: Job, settings: Settings, stream: TextIO, label:
         s.loss = compare_losses(rank_steps(ref), rank_steps(cand), final=True)
         s.memory = compare_memory(ref, cand, min(ref.tail.last_step, cand.tail.last_step))
     return s
-
-
-@contextlib.contextmanager
-def sigterm_as_exit() -> Iterator[None]:
-    """In the main thread, SIGTERM raises SystemExit(143), so every `finally` (stop the jobs, remove the
-    worktrees) runs; elsewhere nothing changes. Re-entrant: an outer handler stays in force inside."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise SystemExit(143)
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-@contextlib.contextmanager
-def _signals_masked() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def _rounds(s: Session, jobs: tuple[Job, Job], settings: Settings, out: TextIO, label: str,
@@ -383,7 +203,7 @@ def _rounds(s: Session, jobs: tuple[Job, Job], settings: Settings, out: TextIO, 
             job.resume()
         start, t_block = job.tail.last_step, time.monotonic()
         paused_s = job.paused_s if resumed else 0.0
-        _wait_steps(job, start + settings.block_steps, settings.stall_s, [jobs[1 - side]])
+        wait_steps(job, start + settings.block_steps, settings.stall_s, [jobs[1 - side]])
         if i + 1 == len(order) or order[i + 1] != side:
             job.pause()  # steps that finished before the stop took effect still belong to this block
         first, last = start + 1, job.tail.last_step

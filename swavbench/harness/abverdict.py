@@ -44,6 +44,7 @@ class AbVerdict:
     startup_s: float = 0.0
     wall_s: float = 0.0
     log_dirs: dict = field(default_factory=dict)
+    failed_side: Optional[str] = None  # "ref" | "cand" when a side failed
 
     @property
     def exit_code(self) -> int:
@@ -76,6 +77,7 @@ class AbVerdict:
             "table": [dict(zip(("metric", "ref", "cand", "diff", "tolerance", "verdict"), r)) for r in self.rows],
             "pairs": self.pairs, "blocks": self.blocks, "loss": self.loss, "memory": self.memory,
             "startup_s": round(self.startup_s, 2), "wall_s": round(self.wall_s, 2), "log_dirs": self.log_dirs,
+            "failed_side": self.failed_side,
         }  # fmt: skip
 
 
@@ -124,6 +126,7 @@ def judge(case: str, session: Session, ref: Build, cand: Build, settings: Settin
          "identical", "exact", "fail" if memory else "pass"),
     ]  # fmt: skip
     v.status, v.message, v.advice = _outcome(case, session, d, memory, settings, ref)
+    v.failed_side = session.failure.side if session.failure is not None else None
     return v
 
 

@@ -410,7 +410,8 @@ def confirm_by_ab(
     import contextlib
 
     from swavbench.harness.ab import run_ab
-    from swavbench.harness.absession import Settings, sigterm_as_exit
+    from swavbench.harness.abjobs import sigterm_as_exit
+    from swavbench.harness.absession import Settings
     from swavbench.harness.builds import checkout, reference_for
 
     ref = reference_for(first.baseline.provenance)
@@ -441,8 +442,7 @@ def ab_decision(first: Verdict, abv) -> Optional[Verdict]:
     the baseline was recorded from, since the candidate's first run matched the baseline): None.
     """
     if abv.status == "failed":
-        side = abv.message.split(" ", 1)[0]
-        if side != "cand":
+        if abv.failed_side != "cand":
             return None
         return Verdict("failed", first.checks, f"the candidate failed during the A/B confirmation: {abv.message}",
                        abv.advice, EXIT_RUN_FAILED, first.case, "ab_failed")  # fmt: skip
