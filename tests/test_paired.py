@@ -78,10 +78,18 @@ def test_decide_refuses_bad_ratios():
         paired.decide([1.0, 0.0, 1.1], 5)
 
 
+def test_looks_share_the_confidence():
+    assert paired.look_confidence(0.95, 6, 24) == pytest.approx(1 - 0.05 / 10)  # looks at 6, 8, ..., 24
+    assert paired.look_confidence(0.95, 6, 6) == pytest.approx(0.95)
+    assert paired.critical_count(8, 0.995) is None and paired.critical_count(9, 0.995) == 0
+
+
 def test_sequential_stops_at_the_first_decisive_look_or_says_inconclusive():
     stream = ratios(-0.10, 0.02, 30)
     d = paired.sequential(stream, 5, max_pairs=24)
-    assert d.status == "regression" and d.n == paired.MIN_PAIRS
+    assert d.status == "regression" and d.n == 10  # the first look with a 99.5% interval
+    assert d.confidence >= 0.995
+    assert paired.sequential(stream, 5, max_pairs=6).n == 6  # one look: the 95% interval of 6 pairs
     noisy = paired.sequential(ratios(0.0, 0.3, 30, seed=3), 5, max_pairs=10)
     assert noisy.status == "inconclusive" and noisy.n == 10
     short = paired.sequential(ratios(0.0, 0.3, 4), 5, max_pairs=10)
@@ -89,13 +97,16 @@ def test_sequential_stops_at_the_first_decisive_look_or_says_inconclusive():
 
 
 def test_clean_streams_rarely_flag_and_slow_ones_are_caught():
-    """The rule's false alarms under repeated looks stay far below 1/20 at a per-pair noise of 3%."""
+    """The rule's false alarms under repeated looks stay far below 1/20, at a per-pair noise of 3% and at the
+    15% of a machine with 7x more runnable processes than cores (measured here, 2026-12-01)."""
     flagged = sum(paired.sequential(ratios(0.0, 0.03, 24, seed=s), 5, 24).status in ("regression", "improvement")
                   for s in range(200))  # fmt: skip
     caught = sum(paired.sequential(ratios(-0.10, 0.03, 24, seed=s), 5, 24).status == "regression"
                  for s in range(200))  # fmt: skip
     assert flagged == 0 and caught >= 198
-
+    noisy = sum(paired.sequential(ratios(0.0, 0.15, 24, seed=s), 5, 24).status in ("regression", "improvement")
+                for s in range(400))  # fmt: skip
+    assert noisy <= 10  # <= 2.5% (6 of 400 with these seeds: the band and the split confidence, no more)
 
 def test_block_order_is_abba_and_pairs_are_cand_over_ref():
     assert paired.block_order(8) == [0, 1, 1, 0, 0, 1, 1, 0]

@@ -115,6 +115,24 @@ def test_session_baselines_still_fail_a_changed_rerun(run_cases, monkeypatch, tm
     assert result.ret == 1
 
 
+def test_session_baselines_confirm_an_ips_drop_by_an_ab_of_this_tree_and_pass(run_cases, monkeypatch, tmp_path):
+    """`make test` on a machine that got busier between a case's two runs: the recording run was fast (its
+    steps burn half the CPU), the judged rerun is ~2x slower than that baseline, far outside +-20%. The
+    baseline names this tree (same source fingerprint), so the confirmation is an A/B of this tree against
+    itself: no change, the case passes, and the record says how it was confirmed."""
+    for k, v in {"FAKE_ONCE_FILE": str(tmp_path / "once"), "FAKE_IPS_SCALE": "2.0", "FAKE_CPU_STEP_S": "0.02",
+                 "FAKE_SYNC_DIR": "log"}.items():  # fmt: skip
+        monkeypatch.setenv(k, v)
+    result = run_cases("-k", "swav_pt_1n8c_fp16o1", "--swavbench-session-baselines", "-s")
+    result.assert_outcomes(passed=1, deselected=3)
+    result.stdout.fnmatch_lines(["*confirming by a paired A/B against the baseline's build (the baseline's source "
+                                 "is this tree's*", "*A/B pairs 6/24*"])  # fmt: skip
+    records = [__import__("json").loads(r.read_text()) for r in (tmp_path / "reports" / "runs").glob("*/result.json")]
+    judged = next(r for r in records if r["status"] == "pass")
+    assert judged["confirmation"]["mode"] == "ab" and judged["confirmation"]["status"] == "no_change"
+    assert judged["message"].startswith("not confirmed: a paired A/B against the baseline's build")
+
+
 def test_record_missing_keeps_the_recorded_baseline(run_cases, tmp_path):
     result = run_cases("-k", "swav_pt_1n8c_fp16o1", "--swavbench-record-missing")
     result.assert_outcomes(passed=1, deselected=3)

@@ -52,7 +52,7 @@ class Settings:
     warmup_steps: int = 3  # steps each job runs (concurrently) before the blocks start
     min_pairs: int = paired.MIN_PAIRS
     max_pairs: int = 24
-    confidence: float = paired.CONFIDENCE
+    confidence: float = paired.CONFIDENCE  # over the whole session (each look: paired.look_confidence)
     stall_s: float = 120.0  # no new step of the running side for this long: the session fails
 
     def max_steps(self) -> int:
@@ -218,7 +218,8 @@ def _judge_round(s: Session, jobs: tuple[Job, Job], settings: Settings, out: Tex
     """Judge after a round: True when the session can stop (losses differ, or a decisive verdict)."""
     s.loss = compare_losses(rank_steps(jobs[0]), rank_steps(jobs[1]))
     ratios = s.ratios
-    s.decision = paired.decide(ratios, settings.band_pct, settings.confidence, settings.min_pairs)
+    conf = paired.look_confidence(settings.confidence, settings.min_pairs, settings.max_pairs)
+    s.decision = paired.decide(ratios, settings.band_pct, conf, settings.min_pairs)
     shown = ", ".join(f"{(r - 1) * 100:+.1f}%" for r in ratios[-2:])
     out.write(f"[{label}] A/B pairs {len(ratios)}/{settings.max_pairs}: {shown}; cand vs ref "
               f"{s.decision.interval_text()} -> {s.decision.status}\n")  # fmt: skip
