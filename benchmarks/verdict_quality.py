@@ -10,9 +10,9 @@ judged as it judges (swavbench.harness.paired: exact Wilcoxon interval of cand/r
 The slowdown goes into the candidate only: a copy of this working tree whose training loop spends a fixed
 extra CPU time in every rank after every step (swavbench/train/loop.py patched in the copy; CPU time, so a
 paused job does not spend it, and on a busy machine it slows down like the rest of the step), calibrated
-from the clean scenario's step time so that the candidate is 10% / 5% slower (step time T -> T / 0.9 or
-T / 0.95; 8 ranks on 2 cores: a rank's extra CPU is a quarter of the wall time added). No competing
-process: that would slow both sides. (A sleep instead of CPU work was tried: on this shared machine its
+from the CPU time a rank spends on a clean step (measured in the clean scenario, /proc of its ranks) so
+that the candidate's step does 1/0.9 or 1/0.95 of the work: 10% / 5% slower. No competing process: that
+would slow both sides. (A sleep instead of CPU work was tried: on this shared machine its
 ranks got the CPU back afterwards, and a 50 ms sleep a step measured -7.9% instead of -11.5%.)
 
 Trials: a timing scenario's N trials are windows cut from --sessions long interleaved sessions (each a
@@ -78,10 +78,11 @@ def inject_cost(tree: Path, cpu_s: float) -> None:
     path.write_text(text)
 
 
-def cost_for(step_s: float, slower: float, world: int, cores: int) -> float:
-    """CPU seconds a rank must add a step to make a CPU-bound step of `step_s` (wall) `slower` (0.10) slower:
-    the step's wall time grows by step_s x slower / (1 - slower), shared by `world` ranks on `cores` cores."""
-    return step_s * slower / (1 - slower) * min(cores, world) / world
+def cost_for(rank_cpu_s: float, slower: float) -> float:
+    """CPU seconds a rank must add a step to make a CPU-bound step that costs each rank `rank_cpu_s` of CPU
+    `slower` (0.10) slower: rank_cpu_s x slower / (1 - slower). (CPU, not wall time: on a shared machine a
+    rank gets a fraction of a core, and the wall time of a step says nothing about its work.)"""
+    return rank_cpu_s * slower / (1 - slower)
 
 
 def bump_lr(tree: Path, config: str, factor: float) -> str:
@@ -148,7 +149,8 @@ def timing_scenario(name: str, plan: cases.Plan, ref: Path, cand: Path, args, wo
         if s.loss is not None and s.loss.difference is not None:  # a timing scenario must not change the loss
             raise SystemExit(f"{name} session {k + 1}: {s.loss.text()}")
         decisions = windows(s.ratios, args.band, args.max_pairs)[:need]
-        steps += [s.global_batch["cand"] / v for b in s.blocks if b.side == 1 for v in b.ips]
+        ranks = plan.world_size  # all on this machine (CPU form)
+        steps += [b.cpu_s / ranks / len(b.ips) for b in s.blocks if b.side == 1 and b.ips and b.cpu_s > 0]
         walls = window_walls(s, decisions)
         median_pct = round((statistics.median(s.ratios) - 1) * 100, 3) if s.ratios else None
         for d, wall in zip(decisions, walls):
@@ -159,7 +161,7 @@ def timing_scenario(name: str, plan: cases.Plan, ref: Path, cand: Path, args, wo
               flush=True)  # fmt: skip
         shutil.rmtree(work / f"{name}-{k}", ignore_errors=True)
     return {"scenario": name, "trials": rows, "wall_s": time.monotonic() - t0,
-            "step_s": statistics.median(steps) if steps else None}  # the candidate's median step time
+            "rank_cpu_s": statistics.median(steps) if steps else None}  # CPU a rank spends a step (median)
 
 
 def lr_scenario(plan: cases.Plan, ref: Path, cand: Path, args, work: Path) -> dict:
@@ -218,24 +220,23 @@ def main() -> int:
     try:
         plan = cases.plan_for(args.case, "cpu")
         ref = snapshot(work / "ref")
-        results, step_s, notes = [], None, []
+        results, rank_cpu_s, notes = [], None, []
         for name in names:
             print(f"{name}:", flush=True)
             cand = snapshot(work / f"cand-{name}")
             if name in ("slow10", "slow5"):
                 slow = 0.10 if name == "slow10" else 0.05
-                cpu_s = cost_for(step_s, slow, plan.world_size, os.cpu_count() or 1)
+                cpu_s = cost_for(rank_cpu_s, slow)
                 inject_cost(cand, cpu_s)
-                notes.append(f"{name}: {cpu_s * 1000:.1f} ms more CPU a rank a step (clean step {step_s * 1000:.1f} "
-                             f"ms, {plan.world_size} ranks on {os.cpu_count()} cores -> cand/ref "
-                             f"{-slow * 100:+.0f}%)")  # fmt: skip
+                notes.append(f"{name}: {cpu_s * 1000:.1f} ms more CPU a rank a step (a clean step: "
+                             f"{rank_cpu_s * 1000:.1f} ms CPU a rank -> cand/ref {-slow * 100:+.0f}%)")  # fmt: skip
             if name == "lr":
                 notes.append(f"lr: {plan.config} learning_rate {bump_lr(cand, plan.config, 1.0001)}")
                 results.append(lr_scenario(plan, ref, cand, args, work))
                 continue
             res = timing_scenario(name, plan, ref, cand, args, work)
             if name == "clean":
-                step_s = res["step_s"]
+                rank_cpu_s = res["rank_cpu_s"]
             results.append(res)
         wall = time.monotonic() - t0
         print()

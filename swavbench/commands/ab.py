@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from swavbench.commands.run import add_case_options
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_for(args.case, args.profile, args.data_root, args.override, timeout_s=args.timeout, stall_s=args.stall)
     if plan.skip_reason:
         raise SwavbenchError(f"cannot run here: {plan.skip_reason}")
+    settings = replace(settings, stall_s=plan.stall_s)  # --stall: the running side made no step for S seconds
     started, run_id = time.time(), new_run_id(plan.case.id)
     run_dir = Path(args.reports_dir) / "runs" / run_id
     with sigterm_as_exit(), contextlib.ExitStack() as stack:  # SIGTERM: stop both jobs, remove the worktree

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import threading
 import time
@@ -24,6 +25,7 @@ from swavbench.harness import launch, procs
 from swavbench.harness.builds import Build
 from swavbench.harness.logparse import StepsLog, parse_log_file
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 TAG_ENV = "SWAVBENCH_AB_JOB"  # marks every process of one side's job (to pause and resume its ranks)
 
 
@@ -89,6 +91,18 @@ class Job:
             time.sleep(0.01)
         self.paused = True
         self.tail.poll()
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) its ranks have used so far."""
+        total = 0
+        for p in self.ranks():
+            try:
+                with open(f"/proc/{p.pid}/stat", "rb") as handle:
+                    fields = handle.read().decode(errors="replace").rpartition(")")[2].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+            except (OSError, ValueError, IndexError):
+                continue
+        return total / CLOCK_TICKS
 
     def resume(self) -> None:
         procs.signal_all(self.ranks(), signal.SIGCONT)

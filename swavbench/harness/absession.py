@@ -68,6 +68,7 @@ class Block:
     ips: list[float]  # per-step ips of the counted steps
     paused_s: float = 0.0  # pause taken out of the block's first step (it was running when the job stopped)
     wall_s: float = 0.0  # from the block's start to its end (its pause, when the other side follows)
+    cpu_s: float = 0.0  # CPU time the side's ranks used in the block (all of them)
 
     @property
     def rate(self) -> float:
@@ -75,7 +76,7 @@ class Block:
 
     def as_dict(self) -> dict:
         return {"side": SIDES[self.side], "steps": list(self.steps), "paused_s": round(self.paused_s, 4),
-                "wall_s": round(self.wall_s, 4), "rate": round(self.rate, 4),
+                "wall_s": round(self.wall_s, 4), "cpu_s": round(self.cpu_s, 4), "rate": round(self.rate, 4),
                 "ips": [round(v, 3) for v in self.ips]}  # fmt: skip
 
 
@@ -201,14 +202,15 @@ def _rounds(s: Session, jobs: tuple[Job, Job], settings: Settings, out: TextIO, 
         resumed = job.paused
         if resumed:
             job.resume()
-        start, t_block = job.tail.last_step, time.monotonic()
+        start, t_block, cpu0 = job.tail.last_step, time.monotonic(), job.cpu_seconds()
         paused_s = job.paused_s if resumed else 0.0
         wait_steps(job, start + settings.block_steps, settings.stall_s, [jobs[1 - side]])
         if i + 1 == len(order) or order[i + 1] != side:
             job.pause()  # steps that finished before the stop took effect still belong to this block
         first, last = start + 1, job.tail.last_step
         ips = block_ips(job.tail.records, first, last, s.global_batch[job.name], paused_s)
-        s.blocks.append(Block(side, (first, last), ips, paused_s, time.monotonic() - t_block))
+        s.blocks.append(Block(side, (first, last), ips, paused_s, time.monotonic() - t_block,
+                              job.cpu_seconds() - cpu0))  # fmt: skip
         if i % 4 == 3 and _judge_round(s, jobs, settings, out, label, until):
             return
 

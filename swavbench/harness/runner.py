@@ -422,7 +422,8 @@ def confirm_by_ab(
     out.write(f"[{plan.case.id}] {first.verdict.message}: confirming by a paired A/B against the baseline's "
               f"build ({ref.why})\n")  # fmt: skip
     band = float(first.baseline.tolerances.get("ips_pct", plan.tolerances.ips_pct))
-    settings = replace(ab_settings if isinstance(ab_settings, Settings) else Settings(), band_pct=band)
+    settings = replace(ab_settings if isinstance(ab_settings, Settings) else Settings(), band_pct=band,
+                       stall_s=plan.stall_s)
     try:
         with sigterm_as_exit(), contextlib.ExitStack() as stack:
             cand = stack.enter_context(checkout(""))
