@@ -48,6 +48,7 @@ COMMAND_MODULES = [
     "swavbench.commands.update_baseline",
     "swavbench.commands.calibrate",
     "swavbench.commands.determinism",
+    "swavbench.commands.ab",
     "swavbench.commands.history",
     "swavbench.commands.report",
     "swavbench.commands.env",

@@ -8,6 +8,7 @@ Exit codes (shared by every command; documented in README):
   4  data error (missing dataset folder, empty class folder, corrupt image, bad subset file)
   5  checkpoint error (missing file, nothing matched, wrong architecture)
   6  environment error (port in use, disk full, read-only folder, permission, name too long, paddle missing)
+  7  inconclusive: `swavbench ab` could not tell within its maximum pairs (the machine too noisy for the band)
  70  unexpected exception: a swavbench bug (one line naming the traceback file; `--debug` prints it)
 """
 
@@ -22,6 +23,7 @@ EXIT_USAGE = 3
 EXIT_DATA = 4
 EXIT_CHECKPOINT = 5
 EXIT_ENVIRONMENT = 6
+EXIT_INCONCLUSIVE = 7
 EXIT_BUG = 70  # sysexits.h EX_SOFTWARE: never 1, which CI reads as "regression"
 
 # OSError numbers that say "this machine / file system", not "this input": exit 6

@@ -13,10 +13,12 @@ swavbench_e2e. The project home (baselines/, reports/, data/cache/) is --swavben
 $SWAVBENCH_HOME, else found from the current directory as the CLI finds it (swavbench.paths).
 Options mirror `swavbench run`: --swavbench-profile, --swavbench-baseline-dir, --swavbench-allow-mismatch,
 --swavbench-reports-dir, --swavbench-data-root, --swavbench-update-baseline (record instead of judging),
---swavbench-worker (the rank command; default `swavbench train`), --swavbench-confirm N (reruns when ips
-alone is outside its band), --swavbench-confirm-delay S (wait before a rerun). A failing case's message is the verdict
-line and the advice, then the table; a case that cannot run on this build is skipped with its reason. What CI sees
-(JUnit properties, --swavbench-summary FILE, -k with PASSL long names, pytest-xdist) is in swavbench.plugin_ci.
+--swavbench-worker (the rank command; default `swavbench train`), --swavbench-confirm-mode ab|rerun|off (how
+an ips-only failure is confirmed: a paired A/B against the baseline's build, or reruns), --swavbench-confirm N
+(reruns when ips alone is outside its band), --swavbench-confirm-delay S (wait before a rerun). A failing case's
+message is the verdict line and the advice, then the table; a case that cannot run on this build is skipped with
+its reason. What CI sees (JUnit properties, --swavbench-summary FILE, -k with PASSL long names, pytest-xdist) is
+in swavbench.plugin_ci.
 """
 
 from __future__ import annotations
@@ -120,6 +122,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="seconds to wait before a confirmation rerun (past a slow spell of the machine)",
     )
     group.addoption(
+        "--swavbench-confirm-mode",
+        choices=runner.CONFIRM_MODES,
+        default=runner.DEFAULT_CONFIRM_MODE,
+        help="how an ips-only failure is confirmed: ab (a paired A/B against the baseline's own build when it "
+        "can be rebuilt, else a rerun), rerun, off",
+    )
+    group.addoption(
         "--swavbench-report",
         nargs="?",
         const="",
@@ -206,6 +215,7 @@ class Session:
         self.data_root: Optional[Path] = opt("swavbench_data_root")
         self.confirm: int = 0 if self.update else max(opt("swavbench_confirm"), 0)
         self.confirm_delay_s: float = max(opt("swavbench_confirm_delay"), 0.0)
+        self.confirm_mode: str = opt("swavbench_confirm_mode")
         worker = opt("swavbench_worker")
         self.worker = shlex.split(worker) if worker else None
         self._runs: dict[tuple, runner.Outcome] = {}
@@ -248,6 +258,7 @@ class Session:
                     worker=self.worker,
                     confirm=self.confirm,
                     confirm_delay_s=self.confirm_delay_s,
+                    confirm_mode="off" if self.update else self.confirm_mode,
                 )
             self.recorded += outcomes[:-1]
             self._runs[key] = outcomes[-1]

@@ -7,12 +7,17 @@ The loss is a pure function of the learning rate and the step, so reruns are ide
 
 Faults (env): FAKE_CRASH_RANK/FAKE_CRASH_STEP/FAKE_CRASH_MODE=raise|kill, FAKE_HANG_RANK/FAKE_HANG_STEP/
 FAKE_HANG_MODE=sleep|sigstop, FAKE_NAN_STEP, FAKE_NO_MARKER=1, FAKE_SLOW=<factor>, FAKE_STEP_S=<sleep>,
-FAKE_STARTUP_S=<sleep>, FAKE_SYNC_DIR=<dir> (ranks wait for each other every step, as a collective does),
+FAKE_STARTUP_S=<sleep>, FAKE_SYNC_DIR=<dir> (ranks wait for each other every step, as a collective does;
+"log": a folder in PADDLE_LOG_DIR),
 FAKE_STRAY=1 (rank 0 starts a sleeping grandchild in its own session), FAKE_MEM=<GB text> or "none",
+FAKE_CPU_STEP_S=<cpu seconds> (each step burns that much CPU time x FAKE_SLOW / FAKE_IPS_SCALE and records its measured
+wall time as batch_cost, as the real trainer does: a paused process makes no progress),
 FAKE_IPS_SCALE=<factor>, FAKE_WARMUP_STEPS=<n> (first n steps 4x slower), FAKE_OUTLIER_STEPS=<s,s,...> (those
 steps 3x slower), FAKE_LOSS_BUMP=<delta> from FAKE_LOSS_BUMP_STEP (default 1) on FAKE_LOSS_BUMP_RANK (default
 all). With FAKE_ONCE_FILE=<path>, FAKE_IPS_SCALE and FAKE_LOSS_BUMP apply to the first run only (the one that
 creates `<path>.<rank>`), so a rerun is clean: a one-off slow run, a one-off nondeterminism.
+A/B sides: FAKE_SIDE_JSON='{"<tree>": {"FAKE_SLOW": "2"}}' adds env settings to the ranks whose first
+PYTHONPATH entry is <tree> (an A/B side's tree), so one side of an A/B can be slower or compute another loss.
 """
 
 from __future__ import annotations
@@ -72,7 +77,24 @@ def barrier(sync_dir: Path, rank: int, world: int, step: int, timeout: float = 6
         time.sleep(0.005)
 
 
+def side_settings() -> None:
+    """Env settings of this A/B side: FAKE_SIDE_JSON's entry for the first PYTHONPATH folder, if any."""
+    first = os.environ.get("PYTHONPATH", "").split(os.pathsep)[0]
+    sides = json.loads(os.environ.get("FAKE_SIDE_JSON") or "{}")
+    if first and first in sides:
+        os.environ.update({k: str(v) for k, v in sides[first].items()})
+
+
+def burn(cpu_s: float) -> float:
+    """Spend `cpu_s` of this process's CPU time; return the wall time it took."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    while time.process_time() - c0 < cpu_s:
+        pass
+    return time.perf_counter() - t0
+
+
 def main() -> int:
+    side_settings()
     config_path, profile, overrides = parse_argv(sys.argv[1:])
     cfg = load_config(config_path, overrides, profile)
     rank = int(env("PADDLE_GLOBAL_RANK", env("PADDLE_TRAINER_ID", "0")))
@@ -114,6 +136,9 @@ def main() -> int:
     batch_cost = base_cost
     mem = env("FAKE_MEM", "0.05")
     sync = Path(env("FAKE_SYNC_DIR")) if env("FAKE_SYNC_DIR") else None
+    if env("FAKE_SYNC_DIR") == "log":  # a folder of this job's own (e.g. each side of an A/B)
+        sync = log_dir / "sync"
+        sync.mkdir(exist_ok=True)
     out = sys.stdout
 
     def log(msg: str) -> None:
@@ -162,11 +187,16 @@ def main() -> int:
             time.sleep(10_000)
         if sync is not None:
             barrier(sync, rank, world, step)
-        time.sleep(step_s)
+        cpu_step = float(env("FAKE_CPU_STEP_S", "0")) * slow / ips_scale
+        measured = burn(cpu_step) if cpu_step else None
+        if measured is None:
+            time.sleep(step_s)
         loss = 8.0 * math.exp(-lr * step / 50.0) + 0.1 * math.sin(step)
         if step >= int(env("FAKE_LOSS_BUMP_STEP", "1")):
             loss += bump
         batch_cost = base_cost * (4.0 if step <= warm else 3.0 if step in outliers else 1.0)
+        if measured is not None:
+            batch_cost = measured
         if env("FAKE_NAN_STEP") and step >= int(env("FAKE_NAN_STEP")):
             loss = float("nan")
         steps.write(

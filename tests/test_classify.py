@@ -85,7 +85,8 @@ def test_linear_probe_trains_only_the_classifier_and_leaves_the_trunk_untouched(
                       re.MULTILINE) == ["1", "2"]
     assert [e["samples"] for e in evals(tmp_path)] == [32, 32]
     lrs = [s["lr"] for s in steps(tmp_path)]
-    assert lrs[0] == pytest.approx(0.3) and lrs[-1] == pytest.approx(0.15)  # per-epoch cosine over 2 epochs
+    # the config's 0.3 x the CPU profile's batch ratio (8 / 32); per-epoch cosine over 2 epochs
+    assert lrs[0] == pytest.approx(0.3 * 8 / 32) and lrs[-1] == pytest.approx(0.15 * 8 / 32)
 
 
 def test_finetune_trains_the_trunk_on_the_subset_with_two_learning_rates(synth_data, pretrained, tmp_path):
@@ -99,8 +100,9 @@ def test_finetune_trains_the_trunk_on_the_subset_with_two_learning_rates(synth_d
     groups = header["param_groups"]
     assert groups[head]["tensors"] == 2 and groups["default"]["tensors"] == 36  # 60 minus 24 BN buffers
     by_epoch = {s["epoch"]: s["lrs"] for s in steps(tmp_path)}
-    assert by_epoch[1] == pytest.approx({"default": 0.02, head: 5.0})
-    assert by_epoch[2] == pytest.approx({"default": 0.004, head: 1.0})  # x0.2 at the milestone
+    # trunk: the config's 0.02 x the CPU profile's batch ratio (8 / 128); head: as given
+    assert by_epoch[1] == pytest.approx({"default": 0.02 * 8 / 128, head: 5.0})
+    assert by_epoch[2] == pytest.approx({"default": 0.004 * 8 / 128, head: 1.0})  # x0.2 at the milestone
     assert steps(tmp_path)[0]["lr"] == 5.0  # the logged lr is the first group's, as PASSL's get_lr()
     before, after = state(pretrained), state(tmp_path / "swav_resnet50_finetune" / "latest")
     assert not np.array_equal(after["res_model.encoder.conv1.weight"], before["res_model.encoder.conv1.weight"])

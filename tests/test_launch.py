@@ -273,6 +273,24 @@ def test_a_peer_that_aborted_on_a_gloo_timeout_is_not_named_first(tmp_path):
     assert res.failed_rank == 0 and res.message.startswith("rank 0 exited with code -6")
 
 
+def test_of_ranks_gone_between_two_scans_the_one_the_launcher_terminated_is_not_named_first(tmp_path):
+    """Seen in a suite run: rank 3 SIGKILLed, the launcher terminated the others at once, and rank 0 (SIGTERM)
+    was gone by the same process scan as rank 3; rank 2, aborted on a gloo error, was reported."""
+    from swavbench.harness.launch import LaunchResult, LaunchSpec, _judge_exits
+
+    spec = LaunchSpec(worker=("x",), nproc_per_node=4, log_dir=tmp_path)
+    (tmp_path / "launcher.0.log").write_text(
+        "LAUNCH ERROR Container rank 2 status failed cmd ['x'] code -6 log log/workerlog.2\n"
+    )
+    (tmp_path / "workerlog.2").write_text("terminate called after throwing an instance of 'gloo::IoException'\n")
+    (tmp_path / "workerlog.0").write_text("FatalError: `Termination signal` is detected by the operating system.\n")
+    (tmp_path / "workerlog.3").write_text("[2026/12/01 17:49:20] ppcls INFO: [Train][Epoch 1/100]\n")
+    res = LaunchResult("completed", "", [], {0: -6}, [], {0: tmp_path}, 0.0, 0.0)
+    res.seen_ranks, res.first_gone = {0, 1, 2, 3}, [0, 3]
+    _judge_exits(spec, res)
+    assert res.failed_rank == 3 and res.message.startswith("rank 3 died first")
+
+
 def test_the_run_names_the_silent_rank_when_launch_reports_a_peer_that_aborted(tmp_path):
     """CI, ef04ec7: every peer aborted before the process scan saw rank 3 gone; the logs still name rank 3."""
     import shutil

@@ -118,8 +118,10 @@ def test_passl_fine_tune_config_trains_with_its_head_group(synth_data, tmp_path)
     header = json.loads((tmp_path / "run_header.json").read_text())
     groups = header["param_groups"]
     assert set(groups) == {HEAD, "default"} and groups[HEAD]["tensors"] == 2
-    assert groups[HEAD]["schedule"]["learning_rate"] == 5 and groups["default"]["schedule"]["learning_rate"] == 0.02
-    assert "[Iter: 0/" in proc.stdout and "lr: 5.000000, top1:" in proc.stdout  # PASSL shows group 0's lr
+    # PASSL's head 5 and trunk 0.02, each x the CPU profile's batch ratio (8 / 128: its `derive:` rules)
+    assert groups[HEAD]["schedule"]["learning_rate"] == 0.3125
+    assert groups["default"]["schedule"]["learning_rate"] == 0.00125
+    assert "[Iter: 0/" in proc.stdout and "lr: 0.312500, top1:" in proc.stdout  # PASSL shows group 0's lr
 
 
 def test_passl_linear_probe_config_trains(synth_data, tmp_path):

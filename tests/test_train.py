@@ -150,4 +150,4 @@ def test_python_dash_m_entry_point(synth_data, tmp_path):
                            "-o", "Global.max_train_step=1"], capture_output=True, text=True, env=clean_env(),
                           cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "[Train][Epoch 1/400][Iter: 0/16] lr: 0.600000, loss: " in proc.stdout
+    assert "[Train][Epoch 1/400][Iter: 0/16] lr: 0.075000, loss: " in proc.stdout  # 0.6 x batch 8 / 64

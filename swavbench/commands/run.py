@@ -7,6 +7,11 @@ baseline, warnings), so `swavbench run CASE --json > verdict.json` keeps the pro
 Exit codes as `compare`: 0 pass, 1 regression, 2 run failed, 3 usage/baseline (also: no baseline here, or a
 case that cannot run on this build).
 
+An ips-only failure is confirmed (`--confirm-mode`): by default with a paired A/B against the baseline's own
+build (its recorded commit, or this very tree when its source is unchanged; `swavbench ab`), else by a
+rerun after a pause; the A/B runs with the baseline's band and decides: confirmed (regression, or faster)
+-> 1; no change or inconclusive -> not confirmed, 0.
+
 `--record-missing`: when this machine's profile has no baseline yet, record one from this run (as
 `update-baseline CASE --from <run>` would), then run the case again and judge that rerun. `make demo` and
 the test suite's cases (`--swavbench-session-baselines`) work this way, so a new machine always ends with
@@ -25,9 +30,18 @@ import sys
 from pathlib import Path
 from typing import Optional, TextIO
 
+from swavbench.errors import SwavbenchError
+from swavbench.harness.absession import Settings
 from swavbench.harness.cases import DEVICE_PROFILES, Plan, plan_for
 from swavbench.harness.compare import verdict_to_dict
-from swavbench.harness.runner import DEFAULT_CONFIRM, DEFAULT_CONFIRM_DELAY_S, Outcome, execute
+from swavbench.harness.runner import (
+    CONFIRM_MODES,
+    DEFAULT_CONFIRM,
+    DEFAULT_CONFIRM_DELAY_S,
+    DEFAULT_CONFIRM_MODE,
+    Outcome,
+    execute,
+)
 from swavbench.paths import home
 
 
@@ -87,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_CONFIRM,
         metavar="N",
         help=f"when ips alone is outside its band, rerun up to N times; a regression needs every run outside "
-        f"(default {DEFAULT_CONFIRM}; 0 = judge one run)",
+        f"(default {DEFAULT_CONFIRM}; 0 = judge one run, no confirmation of either mode)",
     )
     parser.add_argument(
         "--confirm-delay",
@@ -103,6 +117,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="launch nothing: print every node's launch command and environment, the marker, the checks and "
         "the baseline the run would use",
+    )
+    parser.add_argument(
+        "--confirm-mode",
+        choices=CONFIRM_MODES,
+        default=DEFAULT_CONFIRM_MODE,
+        help="how an ips-only failure is confirmed: ab = a paired A/B against the baseline's own build when its "
+        "provenance can rebuild it (else a rerun), rerun = rerun after --confirm-delay, off = the first run "
+        f"decides (default {DEFAULT_CONFIRM_MODE})",
+    )
+    parser.add_argument(
+        "--ab-max-pairs",
+        type=int,
+        default=Settings().max_pairs,
+        metavar="N",
+        help=f"A/B confirmation: inconclusive (not confirmed) after N pairs (default {Settings().max_pairs})",
     )
     parser.add_argument(
         "--record-missing",
@@ -186,6 +215,8 @@ def verdict_document(outcome: Outcome) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ab_max_pairs < Settings().min_pairs:
+        raise SwavbenchError(f"--ab-max-pairs {args.ab_max_pairs}: the interval needs at least {Settings().min_pairs}")
     plan = plan_for(args.case, args.profile, args.data_root, args.override, timeout_s=args.timeout, stall_s=args.stall)
     if args.dry_run:
         return dry_run(plan, args.baseline_dir)
@@ -199,6 +230,8 @@ def run(args: argparse.Namespace) -> int:
         allow_mismatch=args.allow_mismatch,
         confirm=max(args.confirm, 0),
         confirm_delay_s=max(args.confirm_delay, 0.0),
+        confirm_mode=args.confirm_mode,
+        ab_settings=Settings(max_pairs=args.ab_max_pairs),
     )
     outcome = outcomes[-1]
     if args.json:

@@ -109,7 +109,7 @@ def _from_dir(args: argparse.Namespace, plan: Plan, root: Path) -> tuple[RunAnal
         return (
             a,
             args.machine_profile or rec["profile"],
-            {"run_id": rec["run_id"], "run_command": rec.get("command")},
+            {"run_id": rec["run_id"], "run_command": rec.get("command"), "build": rec.get("build")},
         )
     logs = resolve_logdir(root)
     header = parse_log_file(logs / "workerlog.0").header if (logs / "workerlog.0").exists() else None
@@ -169,7 +169,7 @@ def _from_run(args: argparse.Namespace, plan: Plan) -> tuple[RunAnalysis, str, d
     return (
         outcome.analysis,
         args.machine_profile or outcome.profile,
-        {"run_id": outcome.run_id, "run_command": outcome.record["command"]},
+        {"run_id": outcome.run_id, "run_command": outcome.record["command"], "build": outcome.record.get("build")},
     )
 
 
@@ -204,7 +204,7 @@ def record(args: argparse.Namespace, case: Case) -> Path:
     """Run (or read) one case and write its baseline; returns the path written."""
     plan = plan_for(case.id, args.profile, args.data_root, timeout_s=args.timeout, stall_s=args.stall,
                     launch=not args.from_dirs)
-    runs, run_ids, profiles = [], [], []
+    runs, run_ids, profiles, extras = [], [], [], []
     if args.from_dirs:
         _distinct(args.from_dirs)
     sources = args.from_dirs or [None] * args.repeats
@@ -213,6 +213,7 @@ def record(args: argparse.Namespace, case: Case) -> Path:
             print(f"{'reading' if root else 'recording'} run {n + 1}/{len(sources)} of {case.id}")
         a, profile, extra = _from_dir(args, plan, root) if root else _from_run(args, plan)
         runs.append(a)
+        extras.append(extra)
         run_ids.append(extra.get("run_id") or extra.get("source"))
         profiles.append(profile)
     if len(set(profiles)) > 1:
@@ -220,7 +221,7 @@ def record(args: argparse.Namespace, case: Case) -> Path:
         raise SwavbenchError(f"the runs were recorded on different machine profiles ({names}): record from one profile")
     _same_figures(case, runs)
     path = baseline_path(args.baseline_dir, profile, case.id)
-    done = update_baseline(path, lambda old: _new_baseline(args, plan, runs, run_ids, extra, profile, old))
+    done = update_baseline(path, lambda old: _new_baseline(args, plan, runs, run_ids, extras, profile, old))
     if done.old_problem:
         print(f"replaced an unreadable baseline: {done.old_problem}")
     if done.removed_temps:
@@ -232,12 +233,13 @@ def record(args: argparse.Namespace, case: Case) -> Path:
     return path
 
 
-def _new_baseline(args: argparse.Namespace, plan: Plan, runs: list[RunAnalysis], run_ids: list, extra: dict,
+def _new_baseline(args: argparse.Namespace, plan: Plan, runs: list[RunAnalysis], run_ids: list, extras: list[dict],
                   profile: str, old: Optional[Baseline]) -> Baseline:
     """The new baseline from the runs and the old one (read under the lock); prints the old -> new diff."""
-    case, a = plan.case, runs[0]
+    case, a, extra = plan.case, runs[0], extras[-1]
     s = a.summary
     header = (a.logs[0].header if a.logs.get(0) else None) or {}
+    builds = [x.get("build") for x in extras]
     provenance = {
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": git_commit(),
@@ -248,8 +250,12 @@ def _new_baseline(args: argparse.Namespace, plan: Plan, runs: list[RunAnalysis],
         "topology": f"{plan.scale.nnodes}x{plan.scale.devices_per_node}",
         "notes": list(plan.notes),
         "run_id": None,
-        **extra,
+        **{k: v for k, v in extra.items() if k != "build"},
     }
+    # the build the runs came from (an A/B confirmation rebuilds it: swavbench.harness.builds.reference_for);
+    # runs of different builds give none
+    if builds and all(isinstance(b, dict) for b in builds) and len({b.get("fingerprint") for b in builds}) == 1:
+        provenance["build"] = builds[0]
     if old and isinstance(old.provenance.get("calibration"), dict):
         provenance["calibration"] = old.provenance["calibration"]  # measured noise of this machine: kept
     metrics = {"loss": s.loss, "ips": s.ips, "max_mem": s.max_mem, "marker": s.marker}

@@ -76,6 +76,7 @@ class LaunchSpec:
     startup_s: float = 0.0  # allowed before the first byte (0: stall_s + 60)
     grace_s: float = 5.0  # SIGTERM -> SIGKILL
     peer_grace_s: float = 5.0  # after one launcher failed, the others get this long to stop
+    python: str = ""  # interpreter that runs paddle.distributed.launch ("" = this one; an A/B side's own)
 
     def node_dir(self, node: int) -> Path:
         return self.log_dir / f"node{node}" if len(self.node_ranks) > 1 else self.log_dir
@@ -92,7 +93,7 @@ class RankExit:
 
 @dataclass
 class LaunchResult:
-    status: str  # completed | failed | timeout | stalled | launch_error
+    status: str  # completed | failed | timeout | stalled | launch_error | stopped (the caller's `stop` event)
     message: str
     commands: list[list[str]]
     returncodes: dict[int, Optional[int]]
@@ -140,7 +141,7 @@ def cluster_from_env(environ: Mapping[str, str]) -> dict:
 def build_command(spec: LaunchSpec, node: int, master: Optional[str], job_id: str) -> list[str]:
     """The launcher argv of one node (no shell)."""
     cmd = [
-        sys.executable,
+        spec.python or sys.executable,
         "-m",
         "paddle.distributed.launch",
         "--log_dir",
@@ -191,8 +192,12 @@ class _Terminated(BaseException):
     """SIGTERM received by the harness while a run was going."""
 
 
-def run(spec: LaunchSpec, progress: Optional[Progress] = None) -> LaunchResult:
-    """Launch, watch, judge the process side of a run, and always leave no process behind."""
+def run(spec: LaunchSpec, progress: Optional[Progress] = None, stop: Optional[threading.Event] = None) -> LaunchResult:
+    """Launch, watch, judge the process side of a run, and always leave no process behind.
+
+    `stop` (set from another thread, e.g. an A/B session that has its verdict) ends the run early: every
+    process is stopped as after a failure and the result's status is "stopped".
+    """
     master, token = _master_for(spec), uuid.uuid4().hex
     job_id = f"swavbench-{token[:8]}"
     env = launcher_env(spec, token)
@@ -210,7 +215,7 @@ def run(spec: LaunchSpec, progress: Optional[Progress] = None) -> LaunchResult:
                 cmd, env=env, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
             )
             result.log_dirs[node] = spec.node_dir(node)
-        _watch(spec, launchers, token, result, progress)
+        _watch(spec, launchers, token, result, progress, stop)
     except KeyboardInterrupt:
         result.status, result.message = "interrupted", "interrupted (Ctrl-C): every rank was stopped"
         raise
@@ -266,8 +271,9 @@ def _watch(
     token: str,
     result: LaunchResult,
     progress: Optional[Progress],
+    stop: Optional[threading.Event] = None,
 ) -> None:
-    """Poll until every launcher exited, or the timeout / watchdog / a peer failure ends the run."""
+    """Poll until every launcher exited, or the timeout / watchdog / a peer failure / `stop` ends the run."""
     start = last_change = time.monotonic()
     sizes: dict[Path, int] = {}
     seen_output, peer_deadline, last_scan = False, None, 0.0
@@ -289,6 +295,10 @@ def _watch(
         result.returncodes = codes
         if all(c is not None for c in codes.values()):
             _judge_exits(spec, result)
+            return
+        if stop is not None and stop.is_set():
+            result.status, result.message = "stopped", "stopped by the caller before the ranks finished"
+            result.ranks = _all_ranks(spec, result)
             return
         if any(c not in (None, 0) for c in codes.values()) and peer_deadline is None:
             peer_deadline = now + spec.peer_grace_s  # paddle's HTTP master does not tell peers: we do
@@ -333,6 +343,20 @@ def _died_of_a_peer(spec: LaunchSpec, r: RankExit) -> bool:
         return parse_log_file(spec.node_dir(r.node) / f"workerlog.{r.local_rank}").peer_error is not None
     except SwavbenchError:  # no log: no evidence either way
         return False
+
+
+def _followed_another(spec: LaunchSpec, rank: int, ranks: list[RankExit]) -> bool:
+    """True when rank's worker log shows it only followed another rank's death: terminated by the launcher
+    (FatalError `Termination signal`) or aborted on a collective error. Several ranks can vanish between two
+    process scans (the launcher stops the others right after the first death), and those are not first."""
+    where = next((r for r in ranks if r.rank == rank), None)
+    if where is None:
+        return False
+    try:
+        log = parse_log_file(spec.node_dir(where.node) / f"workerlog.{where.local_rank}")
+    except SwavbenchError:  # no log: no evidence either way
+        return False
+    return log.peer_error is not None or any("Termination signal" in line for line in log.fatal_lines)
 
 
 def _note_vanished(result: LaunchResult, alive: set) -> None:
@@ -430,7 +454,8 @@ def _judge_exits(spec: LaunchSpec, result: LaunchResult) -> None:
         result.message = "; ".join(
             f"rank {r.rank} exited with code {r.exit_code}{procs.signal_name(r.exit_code)}" for r in bad
         )
-        earlier = [g for g in result.first_gone if g not in {r.rank for r in bad}]
+        earlier = [g for g in result.first_gone if g not in {r.rank for r in bad}
+                   and not _followed_another(spec, g, ranks)]  # fmt: skip
         if earlier and _died_of_a_peer(spec, bad[0]):  # the reported rank only followed another one's death
             result.failed_rank = earlier[0]
             result.message = (

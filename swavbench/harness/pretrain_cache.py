@@ -78,7 +78,8 @@ def cache_key(config_name: str, profile: str, data_root: Path, overrides: Sequen
     """16 hex digits identifying the weights a pre-train with these inputs would produce."""
     import paddle
 
-    from swavbench.train.config import PROFILE_DIR, resolve_config_path
+    from swavbench.resources import PROFILE_DIR
+    from swavbench.train.config import resolve_config_path
 
     digest = hashlib.sha256()
     _hash_file(digest, resolve_config_path(config_name))

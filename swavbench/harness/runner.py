@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
-from swavbench.errors import RunFailed, SwavbenchError
+from swavbench.errors import EXIT_RUN_FAILED, RunFailed, SwavbenchError
 from swavbench.harness import launch, stats
 from swavbench.harness.baselines import Baseline, baseline_path, check_compatible, load_baseline, machine_profile
 from swavbench.harness.cases import Plan
@@ -43,6 +43,7 @@ class Outcome:
     analysis: Optional[RunAnalysis] = None
     warnings: list[str] = field(default_factory=list)
     attempts: list = field(default_factory=list)  # every Attempt (more than one after a confirmation)
+    ab: Optional[object] = None  # the AbVerdict of an A/B confirmation (swavbench.harness.abverdict)
 
     @property
     def exit_code(self) -> int:
@@ -67,6 +68,8 @@ class Outcome:
                 else "no figures"
             )
             lines.append(f"attempt {n}: {a.verdict.status} ({fig})")
+        if self.ab is not None:
+            lines += ["confirmation: " + self.ab.text().splitlines()[0]] + self.ab.text().splitlines()[1:-2]
         lines.append(f"{v.status.upper()}: {v.message}")
         if v.advice:
             lines.append(f"what to do: {v.advice}")
@@ -205,6 +208,11 @@ def update_command(plan: Plan, baseline_dir: Path) -> str:
 
 
 DEFAULT_CONFIRM = 1  # reruns when ips alone is outside its band (issue 6)
+# How an ips-only failure is confirmed (issue 12): "ab" = a paired A/B against the baseline's own build
+# when its provenance lets the harness rebuild it (else as "rerun"); "rerun" = rerun after a pause, every
+# run outside the band; "off" = judge the first run alone.
+CONFIRM_MODES = ("ab", "rerun", "off")
+DEFAULT_CONFIRM_MODE = "ab"
 # Seconds to wait before a confirmation rerun (CLI and pytest plugin default). This VM has slow spells of
 # about a minute (6-19% slower; docs/verdicts.md): a rerun started at once shares the spell.
 DEFAULT_CONFIRM_DELAY_S = 30.0
@@ -349,15 +357,21 @@ def execute(
     confirm: int = DEFAULT_CONFIRM,
     confirm_delay_s: float = 0.0,
     ips_gate: Optional[str] = None,
+    confirm_mode: str = "rerun",
+    ab_settings: Optional[object] = None,
 ) -> Outcome:
     """Launch the plan, keep its record, judge it against `baseline_dir/<this profile>/<case>.json`.
 
-    When ips alone is outside its band, wait `confirm_delay_s`, rerun (up to `confirm` times; logs of rerun
-    k in `attempts/<k>/log`) and judge with `combine`; a loss change or a failed rerun decides at once.
-    `ips_gate="<why>"` reports ips without gating it (no rerun; see `ips_reported_not_gated`).
+    When ips alone is outside its band: with `confirm_mode` "ab" and a baseline whose build can be rebuilt,
+    a paired A/B against that build decides (`confirm_by_ab`); otherwise wait `confirm_delay_s`, rerun (up
+    to `confirm` times; logs of rerun k in `attempts/<k>/log`) and judge with `combine`. A loss change or a
+    failed rerun decides at once. "off", or confirm 0 in either mode, judges the first run alone.
+    `ips_gate="<why>"` reports ips without gating it (no confirmation; see `ips_reported_not_gated`).
     """
     if plan.skip_reason:
         raise SwavbenchError(f"cannot run here: {plan.skip_reason}")
+    if confirm_mode not in CONFIRM_MODES:
+        raise SwavbenchError(f"confirmation mode {confirm_mode!r}: use one of {', '.join(CONFIRM_MODES)}")
     baseline_dir = home().baselines if baseline_dir is None else baseline_dir
     reports_dir = home().reports if reports_dir is None else reports_dir
     run_id = new_run_id(plan.case.id)
@@ -366,6 +380,15 @@ def execute(
     verdict = attempts[0].verdict
     if ips_gate is not None:
         verdict = ips_reported_not_gated(verdict, ips_gate)
+    if confirm_mode == "off" or confirm <= 0:
+        confirm_mode, confirm = "off", 0  # confirm 0 (`--confirm 0`): no confirmation of either kind
+    ab_verdict, confirmation = None, None
+    if confirm_mode == "ab" and needs_confirmation(verdict):
+        ab_verdict, confirmation, decided = confirm_by_ab(plan, attempts[0], run_dir, stream, ab_settings, worker)
+        if decided is not None:
+            verdict, confirm = decided, 0
+        else:
+            attempts[0].warnings.append(f"note: {confirmation['fallback']}: confirming by a rerun instead")
     while needs_confirmation(verdict) and len(attempts) <= confirm:
         out = stream or sys.stdout
         wait = f" in {confirm_delay_s:g} s" if confirm_delay_s > 0 else ""
@@ -385,10 +408,83 @@ def execute(
     rec = build_record(plan, run_id, a.res, a.analysis, verdict, a.profile, a.baseline, a.bfile)
     if len(attempts) > 1:
         rec["attempts"] = [attempt_row(i, x) for i, x in enumerate(attempts, 1)]
+    if confirmation is not None:
+        rec["confirmation"] = confirmation
+    if ab_verdict is not None:
+        rec["ab"] = ab_verdict.as_dict()
     write_json_atomic(run_dir / "result.json", rec)
-    return Outcome(
-        plan, run_id, run_dir, verdict, rec, a.bfile, a.baseline, a.profile, a.res, a.analysis, a.warnings, attempts
-    )
+    return Outcome(plan, run_id, run_dir, verdict, rec, a.bfile, a.baseline, a.profile, a.res, a.analysis,
+                   a.warnings, attempts, ab_verdict)  # fmt: skip
+
+
+def confirm_by_ab(
+    plan: Plan,
+    first: Attempt,
+    run_dir: Path,
+    stream: Optional[TextIO],
+    ab_settings: Optional[object],
+    worker: Optional[Sequence[str]] = None,
+) -> tuple[Optional[object], dict, Optional[Verdict]]:
+    """An A/B of the working tree against the baseline's own build, judged with the baseline's band.
+
+    Returns (the AbVerdict or None, the record's `confirmation` entry, the verdict it decides or None).
+    None means: fall back to the rerun (no rebuildable reference; the reference failed or does not
+    reproduce the loss the candidate and the baseline agree on); the entry's `fallback` says why.
+    """
+    import contextlib
+
+    from swavbench.harness.ab import run_ab
+    from swavbench.harness.abjobs import sigterm_as_exit
+    from swavbench.harness.absession import Settings
+    from swavbench.harness.builds import checkout, reference_for
+
+    ref = reference_for(first.baseline.provenance)
+    entry = {"mode": "ab", "reference": ref.ref, "reference_python": ref.python, "why": ref.why}
+    if ref.ref is None:
+        return None, {**entry, "fallback": f"no A/B: {ref.why}"}, None
+    out = stream or sys.stdout
+    out.write(f"[{plan.case.id}] {first.verdict.message}: confirming by a paired A/B against the baseline's "
+              f"build ({ref.why})\n")  # fmt: skip
+    band = float(first.baseline.tolerances.get("ips_pct", plan.tolerances.ips_pct))
+    settings = replace(ab_settings if isinstance(ab_settings, Settings) else Settings(), band_pct=band,
+                       stall_s=plan.stall_s)
+    try:
+        with sigterm_as_exit(), contextlib.ExitStack() as stack:
+            cand = stack.enter_context(checkout(""))
+            refb = stack.enter_context(checkout(ref.ref, python=ref.python))
+            abv = run_ab(plan, refb, cand, settings, run_dir / "ab", out, worker)
+    except SwavbenchError as err:  # e.g. the recorded interpreter cannot import paddle any more
+        return None, {**entry, "fallback": f"the A/B could not start ({err})"}, None
+    return abv, {**entry, "status": abv.status}, ab_decision(first.verdict, abv)
+
+
+def ab_decision(first: Verdict, abv) -> Optional[Verdict]:
+    """The case's verdict from an A/B confirmation of an ips-only failure, or None (fall back to a rerun).
+
+    regression / improvement: confirmed (exit 1, as check_result fails a speed-up too); no change or
+    inconclusive: not confirmed, a pass (a regression must be shown, as with reruns); the candidate failed:
+    failed; the reference failed, or the sides' losses / memory differ (then the reference is not the build
+    the baseline was recorded from, since the candidate's first run matched the baseline): None.
+    """
+    if abv.status == "failed":
+        if abv.failed_side != "cand":
+            return None
+        return Verdict("failed", first.checks, f"the candidate failed during the A/B confirmation: {abv.message}",
+                       abv.advice, EXIT_RUN_FAILED, first.case, "ab_failed")  # fmt: skip
+    if abv.status == "changed":
+        return None
+    interval = abv.decision.interval_text() if abv.decision else "no pairs"
+    if abv.status in ("regression", "improvement"):
+        return replace(first, message=f"confirmed by a paired A/B against the baseline's build "
+                       f"({abv.ref.describe()}): {abv.message}; first run: {first.message}",
+                       advice=abv.advice, checks=list(first.checks))  # fmt: skip
+    word = "no change" if abv.status == "no_change" else "inconclusive"
+    checks = [replace(c, verdict="pass", tolerance=f"{c.tolerance} (A/B: {word})")
+              if c.metric in IPS_METRICS and c.verdict == "fail" else c for c in first.checks]  # fmt: skip
+    return Verdict("pass", checks, f"not confirmed: a paired A/B against the baseline's build "
+                   f"({abv.ref.describe()}) shows {word} ({interval}, band ±{abv.settings.band_pct:g}%); the first "
+                   f"run's ips difference was this machine's, not the code's ({first.message})",
+                   "" if word == "no change" else abv.advice, 0, first.case)  # fmt: skip
 
 
 def _analyse(logdir: Path, plan: Plan) -> RunAnalysis:

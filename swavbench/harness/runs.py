@@ -22,6 +22,7 @@ from typing import Optional
 from swavbench.errors import EnvironmentProblem
 from swavbench.harness import launch
 from swavbench.harness.baselines import Baseline
+from swavbench.harness.builds import build_info
 from swavbench.harness.cases import Plan
 from swavbench.harness.compare import Verdict
 from swavbench.harness.metrics import RunAnalysis
@@ -154,6 +155,7 @@ def build_record(
         "duration_s": res.duration_s,
         "commit": git_commit(),
         "swavbench_version": _swavbench_version(),
+        "build": build_info(),  # what rebuilds this code: an A/B confirmation's reference (issue 12)
         "paddle_version": header.get("paddle_version"),
         "paddle_commit": header.get("paddle_commit"),
         "home": str(project_home()),

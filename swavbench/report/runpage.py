@@ -19,6 +19,7 @@ from typing import Optional
 
 import pandas as pd
 
+from swavbench.report.ab import ab_section  # issue 12: the A/B part of a run
 from swavbench.report.assets import CSS
 from swavbench.report.charts import _slug, group_anchor, run_charts, short_time
 from swavbench.report.tables import (
@@ -34,7 +35,7 @@ from swavbench.report.triage import records
 from swavbench.store.history import History
 
 PAGE_DIR = "run"
-PAGE_VERSION = "1"  # bump when the page layout changes: every page is rewritten once
+PAGE_VERSION = "2"  # bump when the page layout changes: every page is rewritten once
 MANIFEST = ".pages.json"
 LOG_FOLDERS = ("log", "attempts")
 
@@ -180,7 +181,7 @@ class RunPages:
             f"{esc(r['host'])}</span></h1><p>{run_summary_line(row)}</p>"
             f'<nav><a href="{esc(back)}">← report</a><a href="#logs">logs</a></nav></header><main>'
             f'<section class="card" id="verdict"><p class="msg">{esc(r["message"])}</p>{advice}'
-            f"{failure_box(row, rec, ranks)}{attempts_table(rec)}"
+            f"{failure_box(row, rec, ranks)}{attempts_table(rec)}{ab_section(rec)}"
             f'<div class="row"><div>{checks_table(checks)}{ranks_table(ranks, row)}</div>{env_table(row, rec)}</div>'
             f"<h3>Steps {note}</h3>{_figures(run_charts(self.steps(rid), base_steps, label))}"
             f'<p class="muted">command: <code>{command}</code></p></section>'

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import yaml
 
 from swavbench.errors import ConfigError
-from swavbench.resources import CONFIG_DIR, PROFILE_DIR  # package data (importlib.resources)
+from swavbench.resources import CONFIG_DIR  # package data (importlib.resources)
 
 # ---------------------------------------------------------------------------------------------------------
 # Schema. A leaf is a type spec: a type, a tuple of types, `list_of(type)`, or ANY. `None` in a tuple
@@ -268,16 +268,15 @@ def apply_overrides(config: dict, overrides: Iterable[str | tuple[list[str], Any
 
 # ---------------------------------------------------------------------------------------------------------
 # Profiles: an override set (configs/profiles/<name>.yaml) any config can take. Sections: `all` applies
-# to every config; `ContrastiveLearning` / `Classification` apply by Global.task_type.
+# to every config; `ContrastiveLearning` / `Classification` apply by Global.task_type; values a profile
+# derives from the config's own (e.g. learning rates by the batch ratio): swavbench/train/profiles.py.
 # ---------------------------------------------------------------------------------------------------------
 def profile_overrides(profile: str, task_type: str) -> list[tuple[list[str], Any]]:
-    """The (keys, value) overrides of a profile given by name (`cpu`) or path, for this task type."""
-    path = Path(profile) if profile.endswith((".yaml", ".yml")) else PROFILE_DIR / f"{profile}.yaml"
-    data = _read_yaml(path)
-    if not isinstance(data, dict) or not set(data) <= {"all", "ContrastiveLearning", "Classification"}:
-        raise ConfigError(f"{path}: a profile has sections all / ContrastiveLearning / Classification")
-    items = list((data.get("all") or {}).items()) + list((data.get(task_type) or {}).items())
-    return [(str(key).split("."), value) for key, value in items]
+    """The (keys, value) overrides a profile (`cpu` or a path) SETS for this task type (its derived values:
+    swavbench.train.profiles)."""
+    from swavbench.train.profiles import read_profile
+
+    return read_profile(profile, task_type)[0]
 
 
 class _Loader(yaml.SafeLoader):
@@ -329,7 +328,9 @@ def load_config(
     validate(config, source=str(path))
     if profile:
         task_type = (config.get("Global") or {}).get("task_type", "ContrastiveLearning")
-        config = apply_overrides(config, profile_overrides(profile, task_type))
+        from swavbench.train.profiles import apply_profile
+
+        config = apply_profile(config, profile, task_type)  # set values, then values derived from the config
         validate(config, source=f"{path} + profile {profile}")
     if overrides:
         config = apply_overrides(config, overrides)
