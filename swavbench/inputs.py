@@ -20,7 +20,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Optional, Union
+from typing import Any, BinaryIO, Callable, Iterator, Optional, Union
 
 MAX_SHOWN = 300  # characters of input text in a message, a table cell or a log tail line
 MAX_STORED = 4096  # characters of one text field of a run record stored in the history / report
@@ -152,19 +152,26 @@ def depth_problem(value: Any, max_depth: int = MAX_DEPTH) -> Optional[str]:
     return f"nested more than {max_depth} levels deep" if survey(value)[0] > max_depth else None
 
 
-def non_finite_path(value: Any, allowed: Callable[[str], bool] = lambda key: False) -> Optional[str]:
-    """The dotted path (`metrics.ips`, `steps[3].loss`) of the first NaN/Infinity (or integer beyond MAX_INT)
-    not `allowed`, or None."""
+def walk(value: Any) -> Iterator[tuple[str, Any]]:
+    """(dotted path, node) of `value` and of everything nested in it (`metrics.ips`, `steps[3].loss`; "" is
+    the top level); iterative, so a deep value never hits the recursion limit."""
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         key, item = stack.pop()
-        if (type(item) is float and not math.isfinite(item)) or (type(item) is int and not -MAX_INT < item < MAX_INT):
-            if not allowed(key):
-                return key or "(top level)"
-        elif isinstance(item, dict):
+        yield key, item
+        if isinstance(item, dict):
             stack.extend((f"{key}.{k}" if key else str(k), v) for k, v in item.items())
         elif isinstance(item, list):
             stack.extend((f"{key}[{i}]", v) for i, v in enumerate(item))
+
+
+def non_finite_path(value: Any, allowed: Callable[[str], bool] = lambda key: False) -> Optional[str]:
+    """The dotted path (`metrics.ips`, `steps[3].loss`) of the first NaN/Infinity (or integer beyond MAX_INT)
+    not `allowed`, or None."""
+    for key, item in walk(value):
+        if (type(item) is float and not math.isfinite(item)) or (type(item) is int and not -MAX_INT < item < MAX_INT):
+            if not allowed(key):
+                return key or "(top level)"
     return None
 
 

@@ -33,3 +33,14 @@ def synth_data(tmp_path_factory) -> Path:
                                  "--val-per-class", "4", "--size", "48", "--seed", "0"),
                    check=True, env=clean_env(), capture_output=True)
     return out
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """3072 empty *.jpg: the fake worker only counts them (3072 // (8 x 8) = 48 iters for 1n8c, // (8 x 16) = 24
+    for 4n32c on cpu). A module that needs another layout defines its own."""
+    root = tmp_path_factory.mktemp("fakedata")
+    (root / "train" / "a").mkdir(parents=True)
+    for i in range(3072):
+        (root / "train" / "a" / f"{i}.jpg").touch()
+    return root

@@ -27,15 +27,6 @@ CASE = "swav_pt_1n8c_fp16o1"
 SWAVBENCH = [sys.executable, "-m", "swavbench.cli"]
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fakedata")
-    (root / "train" / "a").mkdir(parents=True)
-    for i in range(3072):
-        (root / "train" / "a" / f"{i}.jpg").touch()
-    return root
-
-
 def tree(path: Path) -> Path:
     """A directory that `swavbench ab` takes as a source tree (the fake worker imports the real package)."""
     (path / "swavbench").mkdir(parents=True)

@@ -12,15 +12,6 @@ FAKE = Path(__file__).resolve().parent / "fake_worker.py"
 CASES_FILE = REPO_ROOT / "cases" / "test_cases.py"
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fakedata")
-    (root / "train" / "a").mkdir(parents=True)
-    for i in range(3072):
-        (root / "train" / "a" / f"{i}.jpg").touch()
-    return root
-
-
 @pytest.fixture
 def run_cases(pytester: pytest.Pytester, data_root: Path, tmp_path: Path):
     """pytest cases/ in a subprocess with the fake worker, a private baseline dir and reports dir."""

@@ -28,15 +28,6 @@ CASE = "swav_pt_1n8c_fp16o1"
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fakedata")
-    (root / "train" / "a").mkdir(parents=True)
-    for i in range(3072):  # 3072 // (8 x 8) = 48 iters (1n8c); // (8 x 16) = 24 (4n32c on cpu)
-        (root / "train" / "a" / f"{i}.jpg").touch()
-    return root
-
-
-@pytest.fixture(scope="module")
 def dirs(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("runs")
     return {"baselines": base / "baselines", "reports": base / "reports"}

@@ -42,6 +42,7 @@ from swavbench.inputs import (
     number_text_problem,
     read_text,
     shown,
+    walk,
 )
 from swavbench.machine import (  # noqa: F401  (the profile key lives in swavbench.machine; re-exported)
     cpu_model,
@@ -112,16 +113,8 @@ def _number_in(value: object, low: float, high: float, low_open: bool = False) -
 
 def _long_text(value: object, limit: int = MAX_STORED) -> Optional[str]:
     """The dotted key of the first string longer than `limit` in a nested dict/list, or None."""
-    stack = [("", value)]
-    while stack:
-        key, item = stack.pop()
-        if isinstance(item, str) and len(item) > limit:
-            return key or "(top level)"
-        if isinstance(item, dict):
-            stack.extend((f"{key}.{k}" if key else str(k), v) for k, v in item.items())
-        elif isinstance(item, list):
-            stack.extend((f"{key}[{i}]", v) for i, v in enumerate(item))
-    return None
+    return next((key or "(top level)" for key, item in walk(value) if isinstance(item, str) and len(item) > limit),
+                None)
 
 
 def _validate(data: dict, path: Path) -> None:

@@ -28,7 +28,7 @@ from typing import Mapping, Optional, Sequence, TextIO
 
 from swavbench.errors import EnvironmentProblem, SwavbenchError
 from swavbench.harness import procs
-from swavbench.harness.logparse import parse_log_file
+from swavbench.harness.logparse import ParsedLog, parse_log_file
 from swavbench.harness.progress import Progress
 
 TOKEN_ENV = procs.TOKEN_ENV
@@ -337,26 +337,26 @@ def _watch(
             return
 
 
+def _worker_log(spec: LaunchSpec, r: RankExit) -> Optional[ParsedLog]:
+    """Rank r's parsed worker log, or None when there is none to read (no evidence either way)."""
+    try:
+        return parse_log_file(spec.node_dir(r.node) / f"workerlog.{r.local_rank}")
+    except SwavbenchError:
+        return None
+
+
 def _died_of_a_peer(spec: LaunchSpec, r: RankExit) -> bool:
     """True when rank r's worker log shows a collective timeout / closed connection (a peer died first)."""
-    try:
-        return parse_log_file(spec.node_dir(r.node) / f"workerlog.{r.local_rank}").peer_error is not None
-    except SwavbenchError:  # no log: no evidence either way
-        return False
+    log = _worker_log(spec, r)
+    return log is not None and log.peer_error is not None
 
 
-def _followed_another(spec: LaunchSpec, rank: int, ranks: list[RankExit]) -> bool:
-    """True when rank's worker log shows it only followed another rank's death: terminated by the launcher
-    (FatalError `Termination signal`) or aborted on a collective error. Several ranks can vanish between two
-    process scans (the launcher stops the others right after the first death), and those are not first."""
-    where = next((r for r in ranks if r.rank == rank), None)
-    if where is None:
-        return False
-    try:
-        log = parse_log_file(spec.node_dir(where.node) / f"workerlog.{where.local_rank}")
-    except SwavbenchError:  # no log: no evidence either way
-        return False
-    return log.peer_error is not None or any("Termination signal" in line for line in log.fatal_lines)
+def _followed_another(spec: LaunchSpec, r: RankExit) -> bool:
+    """True when rank r's worker log shows it only followed another rank's death: aborted on a collective
+    error, or terminated by the launcher. Several ranks can vanish between two process scans (the launcher
+    stops the others right after the first death), and those are not first."""
+    log = _worker_log(spec, r)
+    return log is not None and (log.peer_error is not None or log.terminated_by_launcher)
 
 
 def _note_vanished(result: LaunchResult, alive: set) -> None:
@@ -454,8 +454,9 @@ def _judge_exits(spec: LaunchSpec, result: LaunchResult) -> None:
         result.message = "; ".join(
             f"rank {r.rank} exited with code {r.exit_code}{procs.signal_name(r.exit_code)}" for r in bad
         )
+        by_rank = {r.rank: r for r in ranks}
         earlier = [g for g in result.first_gone if g not in {r.rank for r in bad}
-                   and not _followed_another(spec, g, ranks)]  # fmt: skip
+                   and not (g in by_rank and _followed_another(spec, by_rank[g]))]  # fmt: skip
         if earlier and _died_of_a_peer(spec, bad[0]):  # the reported rank only followed another one's death
             result.failed_rank = earlier[0]
             result.message = (

@@ -135,6 +135,11 @@ class ParsedLog:
     def name(self) -> str:
         return Path(self.path).name if self.path else "<log>"
 
+    @property
+    def terminated_by_launcher(self) -> bool:
+        """paddle's FatalError `Termination signal`: the launcher stopped this rank (after another failed)."""
+        return any("Termination signal" in line for line in self.fatal_lines)
+
 
 def strip_ansi(text: str) -> str:
     """Remove ANSI colour/cursor escape sequences."""

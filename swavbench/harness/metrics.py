@@ -204,7 +204,7 @@ def rank_health(logs: dict[int, ParsedLog], steps: dict[int, StepsLog],
         fatal = log.fatal_lines if log else []
         last = st.last_step if st else None
         reached = None if st is None or marker_step is None else (last is not None and last >= marker_step)
-        if any("Termination signal" in f for f in fatal):
+        if log is not None and log.terminated_by_launcher:
             status, reason = "terminated", "terminated by the launcher (FatalError `Termination signal`)"
         elif fatal and log is not None and log.peer_error:
             status = "peer_abort"

@@ -239,7 +239,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 SCHEDULE_KEYS = ("LRScheduler", "lr")  # PASSL's configs spell the schedule section `lr`
 
 
-def _schedule_alias(config: Mapping, keys: list[str]) -> list[str]:
+def schedule_alias(config: Mapping, keys: list[str]) -> list[str]:
     """`Optimizer.LRScheduler.*` names `Optimizer.lr.*` in a config that spells it `lr`, and vice versa."""
     if len(keys) >= 2 and keys[0] == "Optimizer" and keys[1] in SCHEDULE_KEYS:
         optimizer = config.get("Optimizer") or {}
@@ -256,7 +256,7 @@ def apply_overrides(config: dict, overrides: Iterable[str | tuple[list[str], Any
     result = copy.deepcopy(config)
     for item in overrides:
         keys, value = parse_override(item) if isinstance(item, str) else item
-        keys = _schedule_alias(result, list(keys))
+        keys = schedule_alias(result, list(keys))
         node = result
         for key in keys[:-1]:
             if not isinstance(node.get(key), dict):

@@ -117,7 +117,7 @@ def _get(config: dict, dotted: str) -> Any:
 
 def apply_profile(config: dict, profile: str, task_type: str) -> dict:
     """`config` with the profile applied: its set values, then its derived values (from `config`'s own)."""
-    from swavbench.train.config import _schedule_alias, apply_overrides
+    from swavbench.train.config import apply_overrides, schedule_alias
 
     sets, rules = read_profile(profile, task_type)
     out = apply_overrides(config, sets)
@@ -129,7 +129,7 @@ def apply_profile(config: dict, profile: str, task_type: str) -> dict:
         if rule == "batch_ratio" and ratio is None:
             raise ConfigError(f"{where}: batch_ratio needs an integer {BATCH_KEY} in the config and the profile")
         factor = factor_of(rule, ratio or Fraction(1), where)
-        keys = _schedule_alias(config, key.split("."))  # Optimizer.LRScheduler.* is Optimizer.lr.* in PASSL's
+        keys = schedule_alias(config, key.split("."))  # Optimizer.LRScheduler.* is Optimizer.lr.* in PASSL's
         for path, value in list(_matches(copy.deepcopy(config), keys)):
             if path not in derived:  # both spellings of one key name it once
                 derived.add(path)
